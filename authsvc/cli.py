@@ -1,0 +1,241 @@
+"""The `authsvc` command: serve, account administration, and client calls for the shell.
+
+    authsvc serve [--workers N]
+    authsvc user add NAME [--scopes a,b] [--password-stdin]
+    authsvc user passwd NAME [--password-stdin]
+    authsvc user disable NAME | enable NAME | scopes NAME --scopes a,b | list
+    authsvc client add NAME [--scopes a,b]        (prints a generated secret once)
+    authsvc login NAME [--password-stdin] [--audience A] [--scope S ...]
+    authsvc validate TOKEN [--audience A] [--scope S ...]
+    authsvc refresh TOKEN
+    authsvc revoke TOKEN [--what token|session|user]
+
+Admin commands reach the same Redis as the server from the same configuration (the
+embedded default included). TOKEN may be `-` to read it from stdin (keeps it out of `ps`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import secrets
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import grpc
+from authsvc_api.v1 import auth_pb2, auth_pb2_grpc
+from google.protobuf import json_format
+
+from authsvc.config import Settings, load_settings
+from authsvc.embedded_redis import EmbeddedRedis
+from authsvc.errors import AuthsvcError
+from authsvc.server import make_hasher, make_store, run
+from authsvc.service import validate_name, validate_scopes, validate_secret
+from authsvc.store import RedisStore
+
+_SERVE_FLAGS = (
+    "listen", "redis_url", "data_dir", "issuer", "default_audience", "log_level", "workers",
+    "access_ttl_seconds", "refresh_ttl_seconds", "signing_alg", "signing_key_file",
+)  # fmt: skip
+_REVOKE_SCOPES = {
+    "token": auth_pb2.REVOKE_SCOPE_TOKEN,
+    "session": auth_pb2.REVOKE_SCOPE_SESSION,
+    "user": auth_pb2.REVOKE_SCOPE_USER,
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="authsvc", description="gRPC authentication service")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the gRPC server")
+    for name in _SERVE_FLAGS:
+        serve.add_argument("--" + name.replace("_", "-"), dest=name, default=None)
+
+    user = sub.add_parser("user", help="manage user accounts").add_subparsers(
+        dest="action", required=True
+    )
+    add = user.add_parser("add", help="create a user (password from a prompt or stdin)")
+    add.add_argument("name")
+    add.add_argument("--scopes", default="", help="comma-separated allowed scopes")
+    add.add_argument("--password-stdin", action="store_true")
+    passwd = user.add_parser("passwd", help="set a new password; ends all sessions")
+    passwd.add_argument("name")
+    passwd.add_argument("--password-stdin", action="store_true")
+    for action, text in (("disable", "disable; ends all sessions"), ("enable", "enable again")):
+        user.add_parser(action, help=text).add_argument("name")
+    scopes = user.add_parser("scopes", help="set the allowed scopes of a user or client")
+    scopes.add_argument("name")
+    scopes.add_argument("--scopes", required=True, help="comma-separated")
+    user.add_parser("list", help="list users and clients")
+
+    client = sub.add_parser("client", help="manage service accounts").add_subparsers(
+        dest="action", required=True
+    )
+    cadd = client.add_parser("add", help="create a service account; prints its secret once")
+    cadd.add_argument("name")
+    cadd.add_argument("--scopes", default="", help="comma-separated allowed scopes")
+
+    def target(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--target", default=None, help="server address (AUTHSVC_LISTEN)")
+
+    login = sub.add_parser("login", help="log in; prints the token pair as JSON")
+    login.add_argument("name")
+    login.add_argument("--password-stdin", action="store_true")
+    login.add_argument("--audience", default="")
+    login.add_argument("--scope", action="append", default=[])
+    target(login)
+    validate = sub.add_parser("validate", help="validate an access token")
+    validate.add_argument("token")
+    validate.add_argument("--audience", default="")
+    validate.add_argument("--scope", action="append", default=[])
+    target(validate)
+    refresh = sub.add_parser("refresh", help="exchange a refresh token for a new pair")
+    refresh.add_argument("token")
+    refresh.add_argument("--scope", action="append", default=[])
+    target(refresh)
+    revoke = sub.add_parser("revoke", help="revoke a token, its session or its user")
+    revoke.add_argument("token")
+    revoke.add_argument("--what", choices=sorted(_REVOKE_SCOPES), default="token")
+    target(revoke)
+    return p
+
+
+def _read_secret(from_stdin: bool, confirm: bool) -> str:
+    if from_stdin:
+        line = sys.stdin.readline()
+        return line[:-1] if line.endswith("\n") else line
+    first = getpass.getpass("password: ")
+    if confirm and getpass.getpass("again: ") != first:
+        raise AuthsvcError("passwords do not match")
+    return first
+
+
+def _token_arg(value: str) -> str:
+    return sys.stdin.readline().strip() if value == "-" else value
+
+
+def _csv(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+async def _with_store(settings: Settings, action: Callable[[RedisStore], Awaitable[None]]) -> None:
+    embedded = EmbeddedRedis(settings.data_dir) if settings.uses_embedded_redis else None
+    url = embedded.start() if embedded else settings.redis_url
+    store = make_store(settings, url)
+    try:
+        await action(store)
+    finally:
+        await store.close()
+        if embedded:
+            embedded.stop()
+
+
+def _admin(settings: Settings, args: argparse.Namespace) -> None:
+    hasher = make_hasher(settings)
+    name = validate_name(args.name) if getattr(args, "name", None) else ""
+
+    async def act(store: RedisStore) -> None:
+        if args.command == "client":
+            secret = secrets.token_urlsafe(32)
+            scopes = validate_scopes(_csv(args.scopes))
+            await store.create_account(name, "client", hasher.hash(secret), scopes, time.time())
+            print(f"client {name} created; its secret (shown once, store it safely):")
+            print(secret)
+        elif args.action == "add":
+            password = validate_secret(_read_secret(args.password_stdin, confirm=True))
+            scopes = validate_scopes(_csv(args.scopes))
+            await store.create_account(name, "user", hasher.hash(password), scopes, time.time())
+            print(f"user {name} created")
+        elif args.action == "passwd":
+            password = validate_secret(_read_secret(args.password_stdin, confirm=True))
+            n = await store.update_account_and_revoke(name, "pwhash", hasher.hash(password), True)
+            print(f"password of {name} changed; {n} session(s) ended")
+        elif args.action == "disable":
+            n = await store.update_account_and_revoke(name, "disabled", "1", False)
+            print(f"{name} disabled; {n} session(s) ended")
+        elif args.action == "enable":
+            await store.update_account_and_revoke(name, "disabled", "0", False)
+            print(f"{name} enabled")
+        elif args.action == "scopes":
+            await store.set_scopes(name, validate_scopes(_csv(args.scopes)))
+            print(f"scopes of {name} set")
+        elif args.action == "list":
+            for acct in await store.list_accounts():
+                state = "disabled" if acct.disabled else "active"
+                print(f"{acct.name}\t{acct.kind}\t{state}\t{' '.join(acct.scopes)}")
+
+    try:
+        asyncio.run(_with_store(settings, act))
+    finally:
+        hasher.close()
+
+
+def _call(settings: Settings, args: argparse.Namespace) -> None:
+    target = args.target or settings.listen
+    with grpc.insecure_channel(target) as channel:
+        stub = auth_pb2_grpc.AuthServiceStub(channel)
+        response: Any
+        if args.command == "login":
+            password = _read_secret(args.password_stdin, confirm=False)
+            response = stub.Login(
+                auth_pb2.LoginRequest(
+                    username=args.name, password=password, audience=args.audience,
+                    scopes=args.scope,
+                ),
+                timeout=30,
+            )  # fmt: skip
+        elif args.command == "validate":
+            response = stub.Validate(
+                auth_pb2.ValidateRequest(
+                    access_token=_token_arg(args.token), audience=args.audience,
+                    required_scopes=args.scope,
+                ),
+                timeout=10,
+            )  # fmt: skip
+        elif args.command == "refresh":
+            response = stub.Refresh(
+                auth_pb2.RefreshRequest(refresh_token=_token_arg(args.token), scopes=args.scope),
+                timeout=10,
+            )
+        else:
+            response = stub.Revoke(
+                auth_pb2.RevokeRequest(
+                    token=_token_arg(args.token), scope=_REVOKE_SCOPES[args.what]
+                ),
+                timeout=10,
+            )
+        print(json.dumps(json_format.MessageToDict(response), indent=2))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `authsvc` console script."""
+    args = _parser().parse_args(argv)
+    try:
+        overrides = (
+            {name: getattr(args, name) for name in _SERVE_FLAGS} if args.command == "serve" else {}
+        )
+        settings = load_settings(overrides=overrides)
+        if args.command == "serve":
+            run(settings)
+        elif args.command in ("user", "client"):
+            _admin(settings, args)
+        else:
+            _call(settings, args)
+    except AuthsvcError as exc:
+        print(f"authsvc: error: {exc}", file=sys.stderr)
+        return 2
+    except grpc.RpcError as exc:
+        print(f"authsvc: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""The one error hierarchy of authsvc.
+
+    AuthsvcError
+    ├── ConfigError            bad configuration value (raised at start)
+    ├── InvalidInput           empty, malformed or oversized request field
+    ├── InvalidCredentials     wrong username/password (one generic message)
+    ├── InvalidRefreshToken    unknown, expired, rotated, revoked or wrong-type refresh token
+    ├── ScopeNotAllowed        scopes asked for that the account may not have
+    ├── LoginThrottled         too many failed logins; carries retry_after seconds
+    ├── StoreUnavailable       Redis cannot be reached or timed out
+    └── AccountError           admin operations: user exists / not found
+
+The domain raises these; the gRPC layer maps each to a status code in one table
+(`authsvc.rpc_status`). Messages are safe to show to callers: they never contain secrets.
+"""
+
+from __future__ import annotations
+
+
+class AuthsvcError(Exception):
+    """Root of every error authsvc raises on purpose."""
+
+    message = "authentication service error"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or self.message)
+
+    @property
+    def public_message(self) -> str:
+        """The text safe to return to a caller."""
+        return str(self)
+
+
+class ConfigError(AuthsvcError):
+    """Raised when a configuration value is missing or invalid; names the setting."""
+
+
+class InvalidInput(AuthsvcError):
+    """Raised when a request field is empty, malformed or too large."""
+
+
+class InvalidCredentials(AuthsvcError):
+    """Raised when a login fails, whether or not the account exists."""
+
+    message = "invalid username or password"
+
+
+class InvalidRefreshToken(AuthsvcError):
+    """Raised when a refresh token cannot be used (unknown, expired, retired, revoked)."""
+
+    message = "refresh token is invalid, expired or revoked"
+
+
+class ScopeNotAllowed(AuthsvcError):
+    """Raised when a login or refresh asks for scopes the account may not have."""
+
+
+class LoginThrottled(AuthsvcError):
+    """Raised when an account is throttled after repeated failed logins."""
+
+    def __init__(self, retry_after: float) -> None:
+        self.retry_after = max(1, int(retry_after + 0.999))
+        super().__init__(f"too many failed login attempts; retry after {self.retry_after} seconds")
+
+
+class StoreUnavailable(AuthsvcError):
+    """Raised when the token store (Redis) cannot be reached or does not answer in time."""
+
+    message = "token store unavailable; retry later"
+
+
+class AccountError(AuthsvcError):
+    """Raised by account administration: duplicate or missing user."""

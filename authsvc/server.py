@@ -1,0 +1,225 @@
+"""Server wiring: the grpc.aio server with AuthService, health and reflection, the Redis
+health monitor, graceful shutdown, and `--workers N` processes sharing one port."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import multiprocessing
+import signal
+from collections.abc import Sequence
+
+import grpc
+from authsvc_api.v1 import auth_pb2, auth_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from authsvc import logs
+from authsvc.clock import Clock, system_clock
+from authsvc.config import Settings
+from authsvc.embedded_redis import EmbeddedRedis
+from authsvc.keys import load_or_create_keyset
+from authsvc.passwords import PasswordHasher
+from authsvc.rpc import AuthServicer
+from authsvc.service import AuthService
+from authsvc.store import RedisStore
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name
+_SERVING = health_pb2.HealthCheckResponse.SERVING
+_NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def make_store(settings: Settings, redis_url: str) -> RedisStore:
+    """A RedisStore with the configured timeouts, pool size and retries."""
+    return RedisStore.from_url(
+        redis_url,
+        socket_timeout=settings.redis_socket_timeout,
+        connect_timeout=settings.redis_connect_timeout,
+        pool_size=settings.redis_pool_size,
+        retries=settings.redis_retries,
+    )
+
+
+def make_hasher(settings: Settings) -> PasswordHasher:
+    """The argon2id hasher with the configured parameters."""
+    return PasswordHasher(
+        settings.argon2_memory_kib,
+        settings.argon2_time_cost,
+        settings.argon2_parallelism,
+        settings.hash_threads,
+    )
+
+
+class AuthServer:
+    """One grpc.aio server process: AuthService + health + reflection over one Redis."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        redis_url: str,
+        *,
+        clock: Clock = system_clock,
+        interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+        reuse_port: bool = False,
+    ) -> None:
+        self.settings = settings
+        self._store = make_store(settings, redis_url)
+        self._hasher = make_hasher(settings)
+        keys = load_or_create_keyset(
+            settings.data_dir,
+            settings.signing_alg,
+            settings.signing_key_file,
+            settings.verify_key_files,
+        )
+        self.service = AuthService(settings, self._store, keys, self._hasher, clock)
+        self._health = HealthServicer()
+        self._health_wakeup = asyncio.Event()
+        self._monitor: asyncio.Task[None] | None = None
+        self._server = grpc.aio.server(
+            interceptors=list(interceptors),
+            options=[
+                ("grpc.so_reuseport", 1 if reuse_port else 0),
+                ("grpc.max_receive_message_length", 64 * 1024),
+            ],
+        )
+        auth_pb2_grpc.add_AuthServiceServicer_to_server(
+            AuthServicer(self.service, self._health_wakeup.set), self._server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+             reflection.SERVICE_NAME),
+            self._server,
+        )  # fmt: skip
+        self.port = 0
+
+    async def start(self) -> int:
+        """Bind, start serving and monitoring Redis; returns the bound port."""
+        self.port = self._server.add_insecure_port(self.settings.listen)
+        if self.port == 0:
+            raise OSError(f"cannot listen on {self.settings.listen}")
+        await self._set_health(await self.service.healthy())
+        await self._server.start()
+        self._monitor = asyncio.create_task(self._monitor_redis())
+        return self.port
+
+    async def _set_health(self, up: bool) -> None:
+        status = _SERVING if up else _NOT_SERVING
+        await self._health.set("", status)
+        await self._health.set(SERVICE_NAME, status)
+
+    async def _monitor_redis(self) -> None:
+        """Report NOT_SERVING while Redis is unreachable and SERVING when it is back.
+
+        Checks every interval, and at once when an RPC saw Redis fail.
+        """
+        last: bool | None = None
+        while True:
+            up = await self.service.healthy()
+            if up != last:
+                await self._set_health(up)
+                log.log(
+                    logging.INFO if up else logging.WARNING,
+                    "redis %s",
+                    "reachable" if up else "unreachable",
+                    extra={"event": "redis_up" if up else "redis_down"},
+                )
+                last = up
+            self._health_wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._health_wakeup.wait(), self.settings.health_interval_seconds
+                )
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop accepting calls, let in-flight calls finish within `grace`, close Redis."""
+        await self._health.enter_graceful_shutdown()
+        await self._server.stop(self.settings.grace_shutdown_seconds if grace is None else grace)
+        if self._monitor is not None:
+            self._monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._monitor
+        await self._store.close()
+        self._hasher.close()
+
+    async def wait(self) -> None:
+        """Block until the server stops."""
+        await self._server.wait_for_termination()
+
+
+async def _serve_until_signal(settings: Settings, redis_url: str, reuse_port: bool) -> None:
+    server = AuthServer(settings, redis_url, reuse_port=reuse_port)
+    port = await server.start()
+    host = settings.listen.rpartition(":")[0]
+    log.info("serving on %s:%d", host, port, extra={"event": "serving"})
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down; finishing in-flight calls", extra={"event": "stopping"})
+    await server.stop()
+
+
+def _worker(settings: Settings, redis_url: str) -> None:
+    logs.configure(settings.log_level)
+    asyncio.run(_serve_until_signal(settings, redis_url, reuse_port=True))
+
+
+def run(settings: Settings) -> None:
+    """Run the server (and its embedded Redis when no URL is set) until SIGTERM/SIGINT."""
+    logs.configure(settings.log_level)
+    embedded = EmbeddedRedis(settings.data_dir) if settings.uses_embedded_redis else None
+    redis_url = embedded.start() if embedded else settings.redis_url
+    if embedded:
+        log.info("embedded redis at %s", embedded.url, extra={"event": "embedded_redis"})
+    # Create the signing key once, before any worker starts, so all workers share it.
+    load_or_create_keyset(
+        settings.data_dir, settings.signing_alg, settings.signing_key_file,
+        settings.verify_key_files,
+    )  # fmt: skip
+    print(f"authsvc listening on {settings.listen} (Redis: {_describe(redis_url)})", flush=True)
+    print("create a first user with:  .venv/bin/authsvc user add alice", flush=True)
+    try:
+        if settings.workers == 1:
+            asyncio.run(_serve_until_signal(settings, redis_url, reuse_port=False))
+        else:
+            _run_workers(settings, redis_url)
+    finally:
+        if embedded:
+            embedded.stop()
+
+
+def _run_workers(settings: Settings, redis_url: str) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    worker_settings = dataclasses.replace(settings, workers=1)
+    procs = [
+        ctx.Process(target=_worker, args=(worker_settings, redis_url), daemon=False)
+        for _ in range(settings.workers)
+    ]
+    for proc in procs:
+        proc.start()
+    stopping = False
+
+    def forward(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for proc in procs:
+            if proc.is_alive() and proc.pid is not None:
+                proc.terminate()
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for proc in procs:
+        proc.join()
+
+
+def _describe(url: str) -> str:
+    """A Redis URL without credentials, for logs."""
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme}{sep}{rest.rpartition('@')[2]}"

@@ -1,0 +1,359 @@
+"""The domain: log in, refresh, validate and revoke. Knows nothing of gRPC.
+
+Every method raises only `AuthsvcError` subclasses; Validate returns an answer (valid or
+the reason it is not) rather than raising for a bad token.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import logging
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from authsvc import grace
+from authsvc.clock import Clock, system_clock
+from authsvc.config import Settings
+from authsvc.errors import (
+    InvalidCredentials,
+    InvalidInput,
+    InvalidRefreshToken,
+    LoginThrottled,
+    ScopeNotAllowed,
+    StoreUnavailable,
+)
+from authsvc.keys import KeySet
+from authsvc.passwords import MAX_SECRET_BYTES, PasswordHasher
+from authsvc.store import RedisStore
+from authsvc.tokens import (
+    MAX_TOKEN_LENGTH,
+    AccessClaims,
+    AccessTokenCodec,
+    Invalid,
+    TokenInvalid,
+    looks_like_refresh_token,
+    new_refresh_token,
+    new_session_id,
+    parse_refresh_token,
+    token_digest,
+)
+
+log = logging.getLogger(__name__)
+
+NAME_RE = re.compile(r"^[A-Za-z0-9._@-]{1,128}$")
+SCOPE_RE = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]{1,128}$")  # RFC 6749 scope-token
+MAX_SCOPES = 64
+
+
+class RevokeWhat(enum.Enum):
+    """What a Revoke ends."""
+
+    TOKEN = "token"
+    SESSION = "session"
+    USER = "user"
+
+
+@dataclasses.dataclass(frozen=True)
+class IssuedTokens:
+    """A token pair as returned to the caller."""
+
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    refresh_expires_in: int
+    scopes: tuple[str, ...]
+    session_id: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Validation:
+    """The answer of Validate."""
+
+    valid: bool
+    reason: Invalid | None = None
+    claims: AccessClaims | None = None
+
+
+def validate_name(name: str) -> str:
+    """Check an account name; raises InvalidInput naming the rule."""
+    if not name:
+        raise InvalidInput("username is required")
+    if not NAME_RE.match(name):
+        raise InvalidInput("username must be 1-128 characters of A-Z a-z 0-9 . _ @ -")
+    return name
+
+
+def validate_secret(secret: str, what: str = "password") -> str:
+    """Check a password or client secret's size (taken byte-exact, never stripped)."""
+    if not secret:
+        raise InvalidInput(f"{what} is required")
+    if len(secret.encode()) > MAX_SECRET_BYTES:
+        raise InvalidInput(f"{what} is longer than {MAX_SECRET_BYTES} bytes")
+    return secret
+
+
+def validate_scopes(scopes: Sequence[str]) -> tuple[str, ...]:
+    """Check scope tokens (RFC 6749 syntax); returns them de-duplicated in order."""
+    if len(scopes) > MAX_SCOPES:
+        raise InvalidInput(f"at most {MAX_SCOPES} scopes")
+    for scope in scopes:
+        if not SCOPE_RE.match(scope):
+            raise InvalidInput("scopes must be 1-128 printable characters without spaces")
+    return tuple(dict.fromkeys(scopes))
+
+
+class AuthService:
+    """Login, Refresh, Validate, Revoke and the JWKS, over a store and a key set."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: RedisStore,
+        keys: KeySet,
+        hasher: PasswordHasher,
+        clock: Clock = system_clock,
+    ) -> None:
+        self._s = settings
+        self._store = store
+        self._hasher = hasher
+        self._clock = clock
+        self._codec = AccessTokenCodec(
+            keys, settings.issuer, settings.allowed_audiences, settings.leeway_seconds
+        )
+        self._jwks = keys.jwks_json()
+
+    @property
+    def jwks_json(self) -> str:
+        """The JWK Set of the verification keys."""
+        return self._jwks
+
+    # -- Login ------------------------------------------------------------------------
+
+    async def login(
+        self, username: str, password: str, audience: str, scopes: Sequence[str]
+    ) -> IssuedTokens:
+        """Check credentials and open a session.
+
+        Raises:
+            InvalidInput, InvalidCredentials, LoginThrottled, ScopeNotAllowed,
+            StoreUnavailable.
+        """
+        validate_name(username)
+        validate_secret(password)
+        asked = validate_scopes(scopes)
+        audience = self._audience(audience)
+        now = self._clock()
+        gate = await self._store.begin_login(
+            username,
+            int(now * 1000),
+            self._s.login_max_failures,
+            int(self._s.login_throttle_base_seconds * 1000),
+            int(self._s.login_throttle_max_seconds * 1000),
+        )
+        if gate.retry_after_ms:
+            raise LoginThrottled(gate.retry_after_ms / 1000)
+        account = gate.account
+        ok = await self._hasher.verify_async(account.pwhash if account else None, password)
+        if account is None or not ok or account.disabled:
+            log.info("login failed", extra={"event": "login_failed"})
+            raise InvalidCredentials()
+        granted = asked or account.scopes
+        if not set(granted) <= set(account.scopes):
+            raise ScopeNotAllowed("requested scopes are not allowed for this account")
+        sid = new_session_id()
+        refresh = new_refresh_token(username, sid)
+        abs_s = int(now) + self._s.session_max_seconds
+        exp_s = min(int(now) + self._s.refresh_ttl_seconds, abs_s)
+        access, claims = self._codec.mint(
+            subject=username,
+            session_id=sid,
+            scopes=granted,
+            audience=audience,
+            client_id=username if account.kind == "client" else "",
+            now=now,
+            ttl=self._s.access_ttl_seconds,
+        )
+        stored = await self._store.finish_login(
+            username,
+            sid,
+            pwver=account.pwver,
+            digest=refresh.digest,
+            exp_s=exp_s,
+            abs_s=abs_s,
+            scopes=granted,
+            audience=audience,
+            client_id=claims.client_id,
+            ttl_ms=self._session_ttl_ms(now, exp_s),
+        )
+        if not stored:
+            raise InvalidCredentials()
+        if self._hasher.needs_rehash(account.pwhash):
+            await self._store.rehash_password(
+                username, account.pwhash, await self._hasher.hash_async(password)
+            )
+        log.info("login", extra={"event": "login", "sid": sid})
+        return IssuedTokens(
+            access, refresh.raw, self._s.access_ttl_seconds, exp_s - int(now), granted, sid
+        )
+
+    def _audience(self, audience: str) -> str:
+        if not audience:
+            return self._s.default_audience
+        if audience not in self._s.allowed_audiences:
+            raise InvalidInput("unknown audience")
+        return audience
+
+    def _session_ttl_ms(self, now: float, exp_s: int) -> int:
+        """Redis TTL of a session: until its refresh token ends plus the last access token."""
+        live = exp_s - now + self._s.access_ttl_seconds + self._s.leeway_seconds + 60
+        return max(1000, int(live * 1000))
+
+    # -- Refresh ----------------------------------------------------------------------
+
+    async def refresh(self, refresh_token: str, scopes: Sequence[str]) -> IssuedTokens:
+        """Rotate a refresh token into a new pair.
+
+        A retry of the same token within the grace window gets back the same pair; any
+        other presentation of a retired token is reuse and ends the session.
+
+        Raises:
+            InvalidInput, InvalidRefreshToken, ScopeNotAllowed, StoreUnavailable.
+        """
+        if not refresh_token:
+            raise InvalidInput("refresh_token is required")
+        if len(refresh_token) > MAX_TOKEN_LENGTH:
+            raise InvalidInput("refresh_token is too long")
+        narrowed = validate_scopes(scopes)
+        presented = parse_refresh_token(refresh_token)
+        if presented is None or not NAME_RE.match(presented.subject):
+            raise InvalidRefreshToken()
+        name, sid = presented.subject, presented.session_id
+        session = await self._store.get_session(name, sid)
+        if session is None:
+            raise InvalidRefreshToken()
+        granted = narrowed or session.scopes
+        if not set(granted) <= set(session.scopes):
+            raise ScopeNotAllowed("a refresh may narrow scopes, never widen them")
+        now = self._clock()
+        successor = new_refresh_token(name, sid)
+        exp_s = min(int(now) + self._s.refresh_ttl_seconds, session.absolute_exp)
+        access, _ = self._codec.mint(
+            subject=name,
+            session_id=sid,
+            scopes=granted,
+            audience=session.audience,
+            client_id=session.client_id,
+            now=now,
+            ttl=self._s.access_ttl_seconds,
+        )
+        access_exp = int(now) + self._s.access_ttl_seconds
+        answer: dict[str, Any] = {
+            "a": access,
+            "r": successor.raw,
+            "ae": access_exp,
+            "re": exp_s,
+            "s": granted,
+        }
+        grace_s = self._s.refresh_grace_seconds
+        outcome, blob = await self._store.rotate(
+            name,
+            sid,
+            now_ms=int(now * 1000),
+            presented=presented.digest,
+            successor=successor.digest,
+            grace_until_ms=int((now + grace_s) * 1000),
+            grace_blob=grace.seal(refresh_token, answer) if grace_s else "",
+            exp_s=exp_s,
+            ttl_ms=self._session_ttl_ms(now, exp_s),
+        )
+        if outcome == "grace":
+            retried = grace.unseal(refresh_token, blob)
+            if retried is None:
+                raise InvalidRefreshToken()
+            answer = retried
+        elif outcome == "reuse":
+            log.warning("refresh token reused; session ended", extra={"event": "reuse", "sid": sid})
+            raise InvalidRefreshToken()
+        elif outcome != "rotated":
+            raise InvalidRefreshToken()
+        return IssuedTokens(
+            str(answer["a"]),
+            str(answer["r"]),
+            max(0, int(answer["ae"]) - int(now)),
+            max(0, int(answer["re"]) - int(now)),
+            tuple(answer["s"]),
+            sid,
+        )
+
+    # -- Validate ---------------------------------------------------------------------
+
+    async def validate(
+        self, access_token: str, audience: str, required_scopes: Sequence[str]
+    ) -> Validation:
+        """Check an access token: signature, claims, scopes, then revocation (one round trip).
+
+        Raises:
+            InvalidInput: empty or oversized token.
+            StoreUnavailable: the revocation check could not be made (fail closed).
+        """
+        if not access_token:
+            raise InvalidInput("access_token is required")
+        if len(access_token) > MAX_TOKEN_LENGTH:
+            raise InvalidInput("access_token is too long")
+        try:
+            claims = self._codec.verify(access_token, self._clock(), audience)
+        except TokenInvalid as exc:
+            return Validation(False, exc.reason)
+        if required_scopes and not set(required_scopes) <= set(claims.scopes):
+            return Validation(False, Invalid.INSUFFICIENT_SCOPE)
+        state = await self._store.access_token_state(
+            claims.subject, claims.session_id, claims.token_id
+        )
+        if state != "ok":
+            return Validation(False, Invalid.REVOKED)
+        return Validation(True, None, claims)
+
+    # -- Revoke -----------------------------------------------------------------------
+
+    async def revoke(self, token: str, what: RevokeWhat) -> None:
+        """Revoke a token, its session or its user. Unknown or invalid tokens are a no-op
+        (RFC 7009); only tokens this service issued can revoke anything.
+
+        Raises:
+            InvalidInput: empty or oversized token.
+            StoreUnavailable: the revocation could not be stored.
+        """
+        if not token:
+            raise InvalidInput("token is required")
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise InvalidInput("token is too long")
+        if looks_like_refresh_token(token):
+            parsed = parse_refresh_token(token)
+            if parsed is None or not NAME_RE.match(parsed.subject):
+                return
+            await self._store.revoke_by_refresh(
+                parsed.subject, parsed.session_id, token_digest(token), what is RevokeWhat.USER
+            )
+            return
+        now = self._clock()
+        try:
+            claims = self._codec.verify(token, now)
+        except TokenInvalid:
+            return  # expired, forged or malformed: nothing to revoke
+        if what is RevokeWhat.USER:
+            await self._store.revoke_user(claims.subject)
+        elif what is RevokeWhat.SESSION:
+            await self._store.revoke_session(claims.subject, claims.session_id)
+        else:
+            await self._store.revoke_access_token(
+                claims.subject, claims.session_id, claims.token_id, claims.expires_at
+            )
+
+    async def healthy(self) -> bool:
+        """True when the store answers."""
+        try:
+            return await self._store.ping()
+        except StoreUnavailable:
+            return False

@@ -1,0 +1,387 @@
+"""The Redis store: the only module that speaks Redis.
+
+Key layout (every key of one user shares the hash tag `{u:<name>}`, so multi-key scripts
+stay in one Redis Cluster slot):
+
+    authsvc:users                      SET   all account names (admin listing only)
+    authsvc:{u:NAME}:user              HASH  kind, pwhash, pwver, disabled, scopes, created
+    authsvc:{u:NAME}:fails             HASH  n (failed logins in a row), until (throttle, ms)
+    authsvc:{u:NAME}:sessions          SET   session ids
+    authsvc:{u:NAME}:s:SID             HASH  cur/prev refresh digests, gu/gb grace window and
+                                             sealed answer, old (retired digests), exp, abs,
+                                             scope, aud, cid, rj:<jti> revoked access tokens
+
+A session hash exists exactly as long as the session is alive (its TTL covers the last
+access token issued in it), so Validate's revocation check is one HMGET.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, ParamSpec, TypeVar, cast
+
+import redis.asyncio as aioredis
+import redis.exceptions
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from authsvc import store_scripts
+from authsvc.errors import AccountError, StoreUnavailable
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_PREFIX = "authsvc:"
+USERS_INDEX = _PREFIX + "users"
+KEEP_RETIRED = 8
+
+
+def user_key(name: str) -> str:
+    """The account hash of `name`."""
+    return f"{_PREFIX}{{u:{name}}}:user"
+
+
+def fails_key(name: str) -> str:
+    """The failed-login counter of `name` (exists for unknown names too)."""
+    return f"{_PREFIX}{{u:{name}}}:fails"
+
+
+def sessions_key(name: str) -> str:
+    """The set of session ids of `name`."""
+    return f"{_PREFIX}{{u:{name}}}:sessions"
+
+
+def session_key(name: str, sid: str) -> str:
+    """The hash of one session."""
+    return f"{_PREFIX}{{u:{name}}}:s:{sid}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Account:
+    """An account as stored (the password hash never leaves the domain layer)."""
+
+    name: str
+    kind: str
+    pwhash: str
+    pwver: str
+    disabled: bool
+    scopes: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class LoginGate:
+    """Result of counting a login attempt: throttled, or the account (None if unknown)."""
+
+    retry_after_ms: int
+    account: Account | None
+
+
+@dataclasses.dataclass(frozen=True)
+class SessionRecord:
+    """What Refresh needs to know about a session before rotating."""
+
+    scopes: tuple[str, ...]
+    audience: str
+    client_id: str
+    absolute_exp: int
+
+
+_UNAVAILABLE_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
+
+def _store_call(func: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    """Convert Redis failures into `StoreUnavailable` at the storage boundary."""
+
+    @functools.wraps(func)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await func(*args, **kwargs)
+        except _UNAVAILABLE_ERRORS as exc:
+            raise StoreUnavailable() from exc
+        except redis.exceptions.RedisError as exc:  # READONLY, LOADING, OOM, ...
+            raise StoreUnavailable(f"token store error: {type(exc).__name__}") from exc
+
+    return wrapper
+
+
+class RedisStore:
+    """Async storage of accounts, sessions and revocations."""
+
+    def __init__(self, client: aioredis.Redis, retries: int = 2) -> None:
+        self._r = client
+        self._retries = retries
+        self._login_begin = client.register_script(store_scripts.LOGIN_BEGIN)
+        self._login_finish = client.register_script(store_scripts.LOGIN_FINISH)
+        self._rotate = client.register_script(store_scripts.ROTATE)
+        self._revoke_by_refresh = client.register_script(store_scripts.REVOKE_BY_REFRESH)
+        self._revoke_user = client.register_script(store_scripts.REVOKE_USER)
+        self._revoke_access = client.register_script(store_scripts.REVOKE_ACCESS)
+        self._update_user = client.register_script(store_scripts.UPDATE_USER_AND_REVOKE)
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        socket_timeout: float,
+        connect_timeout: float,
+        pool_size: int,
+        retries: int,
+    ) -> RedisStore:
+        """A store with every client setting explicit (not redis-py's changing defaults).
+
+        redis-py's own retry is off: it would replay non-idempotent scripts (a rotation
+        replayed after a timeout would look like token reuse). Idempotent reads and
+        revocations are retried here instead, with jittered exponential backoff.
+        """
+        client = aioredis.Redis.from_url(
+            url,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=connect_timeout,
+            max_connections=pool_size,
+            retry=Retry(NoBackoff(), 0),
+            retry_on_timeout=False,
+            health_check_interval=0,
+            decode_responses=True,
+            client_name="authsvc",
+        )
+        return cls(client, retries)
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        await self._r.aclose()
+
+    async def _idempotent(self, op: Callable[[], Awaitable[T]]) -> T:
+        """Run `op`, retrying connection failures; only for operations safe to repeat."""
+        for attempt in range(self._retries + 1):
+            try:
+                return await op()
+            except _UNAVAILABLE_ERRORS:
+                if attempt == self._retries:
+                    raise
+                await asyncio.sleep(min(0.5, 0.02 * 2**attempt) * random.random())  # noqa: S311
+        raise AssertionError("unreachable")
+
+    @_store_call
+    async def ping(self) -> bool:
+        """True when Redis answers."""
+        return bool(await self._r.ping())
+
+    # -- accounts ---------------------------------------------------------------------
+
+    @_store_call
+    async def create_account(
+        self, name: str, kind: str, pwhash: str, scopes: Sequence[str], now: float
+    ) -> None:
+        """Create an account; raises AccountError if the name is taken."""
+        created = await self._r.hsetnx(user_key(name), "pwhash", pwhash)
+        if not created:
+            raise AccountError(f"account {name!r} already exists")
+        await self._r.hset(
+            user_key(name),
+            mapping={
+                "kind": kind,
+                "pwver": "1",
+                "disabled": "0",
+                "scopes": " ".join(scopes),
+                "created": str(int(now)),
+            },
+        )
+        await self._r.sadd(USERS_INDEX, name)
+
+    @_store_call
+    async def get_account(self, name: str) -> Account | None:
+        """The account, or None."""
+        data = await self._idempotent(lambda: self._r.hgetall(user_key(name)))
+        return _account(name, cast(dict[str, str], data)) if data else None
+
+    @_store_call
+    async def list_accounts(self) -> list[Account]:
+        """Every account, sorted by name."""
+        names = sorted(cast(set[str], await self._r.smembers(USERS_INDEX)))
+        accounts = [await self.get_account(name) for name in names]
+        return [a for a in accounts if a is not None]
+
+    @_store_call
+    async def set_scopes(self, name: str, scopes: Sequence[str]) -> None:
+        """Replace an account's allowed scopes (existing sessions keep theirs)."""
+        if not await self._r.exists(user_key(name)):
+            raise AccountError(f"no account {name!r}")
+        await self._r.hset(user_key(name), "scopes", " ".join(scopes))
+
+    @_store_call
+    async def update_account_and_revoke(
+        self, name: str, field: str, value: str, bump_pwver: bool
+    ) -> int:
+        """Set an account field and end all its sessions atomically; returns sessions ended."""
+        n = await self._update_user(
+            keys=[user_key(name), sessions_key(name), session_key(name, "x")],
+            args=[field, value, "x", "1" if bump_pwver else "0"],
+        )
+        if int(n) < 0:
+            raise AccountError(f"no account {name!r}")
+        return int(n)
+
+    # -- login ------------------------------------------------------------------------
+
+    @_store_call
+    async def begin_login(
+        self, name: str, now_ms: int, max_failures: int, base_ms: int, max_ms: int
+    ) -> LoginGate:
+        """Count a login attempt (before checking the password) and fetch the account."""
+        res = await self._login_begin(
+            keys=[user_key(name), fails_key(name)],
+            args=[now_ms, max_failures, base_ms, max_ms, 24 * 3600 * 1000],
+        )
+        if res[0] == "throttled":
+            return LoginGate(int(res[1]), None)
+        _, pwhash, disabled, scopes, pwver, kind = res
+        if not pwhash:
+            return LoginGate(0, None)
+        account = Account(name, kind, pwhash, pwver, disabled == "1", tuple(scopes.split()))
+        return LoginGate(0, account)
+
+    @_store_call
+    async def finish_login(
+        self,
+        name: str,
+        sid: str,
+        *,
+        pwver: str,
+        digest: str,
+        exp_s: int,
+        abs_s: int,
+        scopes: Sequence[str],
+        audience: str,
+        client_id: str,
+        ttl_ms: int,
+    ) -> bool:
+        """Store a new session; False if the account was disabled or changed meanwhile."""
+        keys = [user_key(name), fails_key(name), sessions_key(name), session_key(name, sid)]
+        args: list[Any] = [pwver, digest, exp_s, abs_s, " ".join(scopes), audience, client_id]
+        args += [ttl_ms, sid]
+        return bool(await self._idempotent(lambda: self._login_finish(keys=keys, args=args)))
+
+    @_store_call
+    async def rehash_password(self, name: str, old_hash: str, new_hash: str) -> None:
+        """Replace a hash made with old parameters (only if unchanged meanwhile)."""
+        key = user_key(name)
+        async with self._r.pipeline(transaction=True) as pipe:
+            try:
+                await pipe.watch(key)
+                if await pipe.hget(key, "pwhash") != old_hash:
+                    return
+                pipe.multi()  # type: ignore[no-untyped-call]
+                pipe.hset(key, "pwhash", new_hash)
+                await pipe.execute()
+            except redis.exceptions.WatchError:
+                return
+
+    # -- refresh ----------------------------------------------------------------------
+
+    @_store_call
+    async def get_session(self, name: str, sid: str) -> SessionRecord | None:
+        """The session's grant, or None if it does not exist (ended, revoked, expired)."""
+        data = await self._idempotent(
+            lambda: self._r.hmget(session_key(name, sid), "scope", "aud", "cid", "abs")
+        )
+        if data[0] is None:
+            return None
+        scope, aud, cid, abs_s = cast(list[str | None], data)
+        return SessionRecord(tuple((scope or "").split()), aud or "", cid or "", int(abs_s or 0))
+
+    @_store_call
+    async def rotate(
+        self,
+        name: str,
+        sid: str,
+        *,
+        now_ms: int,
+        presented: str,
+        successor: str,
+        grace_until_ms: int,
+        grace_blob: str,
+        exp_s: int,
+        ttl_ms: int,
+    ) -> tuple[str, str]:
+        """Retire `presented` for `successor` atomically.
+
+        Returns ('rotated', '') | ('grace', sealed answer) | ('reuse', '') | ('invalid', '').
+        Not retried: replaying it after a timeout must go through the grace path instead.
+        """
+        res = await self._rotate(
+            keys=[session_key(name, sid), user_key(name), sessions_key(name)],
+            args=[
+                now_ms,
+                presented,
+                successor,
+                grace_until_ms,
+                grace_blob,
+                exp_s,
+                ttl_ms,
+                sid,
+                KEEP_RETIRED,
+            ],
+        )
+        return str(res[0]), str(res[1]) if len(res) > 1 else ""
+
+    # -- validate / revoke ------------------------------------------------------------
+
+    @_store_call
+    async def access_token_state(self, name: str, sid: str, jti: str) -> str:
+        """'ok', or 'revoked' when the session is gone or this token was revoked.
+
+        One round trip (HMGET of one key).
+        """
+        state = await self._idempotent(
+            lambda: self._r.hmget(session_key(name, sid), "cur", "rj:" + jti)
+        )
+        if state[0] is None or state[1] is not None:
+            return "revoked"
+        return "ok"
+
+    @_store_call
+    async def revoke_access_token(self, name: str, sid: str, jti: str, exp_s: int) -> None:
+        """Revoke one access token for the rest of its life."""
+        keys = [session_key(name, sid)]
+        await self._idempotent(lambda: self._revoke_access(keys=keys, args=["rj:" + jti, exp_s]))
+
+    @_store_call
+    async def revoke_session(self, name: str, sid: str) -> None:
+        """End a session: its refresh token and every access token issued in it."""
+
+        async def op() -> None:
+            async with self._r.pipeline(transaction=True) as pipe:
+                pipe.delete(session_key(name, sid))
+                pipe.srem(sessions_key(name), sid)
+                await pipe.execute()
+
+        await self._idempotent(op)
+
+    @_store_call
+    async def revoke_user(self, name: str) -> int:
+        """End every session of `name`; returns how many."""
+        keys = [sessions_key(name), session_key(name, "x")]
+        return int(await self._idempotent(lambda: self._revoke_user(keys=keys, args=["x"])))
+
+    @_store_call
+    async def revoke_by_refresh(self, name: str, sid: str, digest: str, everything: bool) -> bool:
+        """End the session (or all of the user's) if `digest` is one this session issued."""
+        keys = [session_key(name, sid), sessions_key(name), user_key(name)]
+        args = [digest, "user" if everything else "session", sid]
+        return bool(await self._idempotent(lambda: self._revoke_by_refresh(keys=keys, args=args)))
+
+
+def _account(name: str, data: dict[str, str]) -> Account:
+    return Account(
+        name=name,
+        kind=data.get("kind", "user"),
+        pwhash=data.get("pwhash", ""),
+        pwver=data.get("pwver", "1"),
+        disabled=data.get("disabled") == "1",
+        scopes=tuple(data.get("scopes", "").split()),
+    )

@@ -1,0 +1,161 @@
+"""Lua scripts of the Redis store. Each touches only the keys of one user (one hash tag),
+so every script stays in one slot of a Redis Cluster.
+
+Times are passed in from the caller's clock (milliseconds or seconds as named), never read
+from Redis, so the logic follows the injected clock; Redis TTLs only collect garbage.
+"""
+
+# KEYS: user, fails. ARGV: now_ms, max_failures, base_ms, max_ms, fails_ttl_ms.
+# Counts the attempt *before* the password is checked, so parallel guesses all count and at
+# most max_failures attempts pass before the throttle; a successful login resets the count.
+LOGIN_BEGIN = """
+local now = tonumber(ARGV[1])
+local until_ms = tonumber(redis.call('HGET', KEYS[2], 'until') or '0')
+if until_ms > now then
+  return {'throttled', tostring(until_ms - now)}
+end
+local n = redis.call('HINCRBY', KEYS[2], 'n', 1)
+local maxf = tonumber(ARGV[2])
+if n >= maxf then
+  local delay = math.min(tonumber(ARGV[3]) * math.pow(2, n - maxf), tonumber(ARGV[4]))
+  redis.call('HSET', KEYS[2], 'until', tostring(math.floor(now + delay)))
+end
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+local u = redis.call('HMGET', KEYS[1], 'pwhash', 'disabled', 'scopes', 'pwver', 'kind')
+return {'ok', u[1] or '', u[2] or '', u[3] or '', u[4] or '', u[5] or ''}
+"""
+
+# KEYS: user, fails, sessions, session. ARGV: pwver, digest, exp_s, abs_s, scope, aud, cid,
+# ttl_ms, sid. Creates the session only if the account is still enabled and its password
+# unchanged since it was checked; resets the failure count; prunes ended sessions.
+LOGIN_FINISH = """
+redis.call('DEL', KEYS[2])
+local u = redis.call('HMGET', KEYS[1], 'disabled', 'pwver')
+if not u[2] or u[1] == '1' or u[2] ~= ARGV[1] then
+  return 0
+end
+redis.call('HSET', KEYS[4], 'cur', ARGV[2], 'exp', ARGV[3], 'abs', ARGV[4],
+  'scope', ARGV[5], 'aud', ARGV[6], 'cid', ARGV[7])
+redis.call('PEXPIRE', KEYS[4], ARGV[8])
+local prefix = string.sub(KEYS[4], 1, #KEYS[4] - #ARGV[9])
+for _, sid in ipairs(redis.call('SMEMBERS', KEYS[3])) do
+  if redis.call('EXISTS', prefix .. sid) == 0 then redis.call('SREM', KEYS[3], sid) end
+end
+redis.call('SADD', KEYS[3], ARGV[9])
+if redis.call('PTTL', KEYS[3]) < tonumber(ARGV[8]) then
+  redis.call('PEXPIRE', KEYS[3], ARGV[8])
+end
+return 1
+"""
+
+# KEYS: session, user, sessions. ARGV: now_ms, presented digest, new digest, grace_until_ms,
+# grace blob, new exp_s, ttl_ms, sid, keep_retired.
+# Returns {'rotated'} | {'grace', blob} | {'reuse'} | {'invalid'}.
+ROTATE = """
+local s = redis.call('HMGET', KEYS[1], 'cur', 'prev', 'gu', 'gb', 'old', 'exp', 'abs')
+if not s[1] then return {'invalid'} end
+local now = tonumber(ARGV[1])
+local function revoke()
+  redis.call('DEL', KEYS[1])
+  redis.call('SREM', KEYS[3], ARGV[8])
+end
+local u = redis.call('HMGET', KEYS[2], 'disabled')
+if u[1] ~= '0' then revoke() return {'invalid'} end
+if now >= tonumber(s[6]) * 1000 or now >= tonumber(s[7]) * 1000 then
+  revoke()
+  return {'invalid'}
+end
+local presented = ARGV[2]
+if s[1] == presented then
+  local old = s[5] or ''
+  if s[2] then old = string.sub(s[2], 1, 32) .. old end
+  old = string.sub(old, 1, 32 * tonumber(ARGV[9]))
+  redis.call('HSET', KEYS[1], 'cur', ARGV[3], 'prev', presented, 'gu', ARGV[4],
+    'gb', ARGV[5], 'old', old, 'exp', ARGV[6])
+  local fields = redis.call('HKEYS', KEYS[1])
+  for _, f in ipairs(fields) do
+    if string.sub(f, 1, 3) == 'rj:' then
+      if tonumber(redis.call('HGET', KEYS[1], f)) * 1000 < now then
+        redis.call('HDEL', KEYS[1], f)
+      end
+    end
+  end
+  redis.call('PEXPIRE', KEYS[1], ARGV[7])
+  return {'rotated'}
+end
+if s[2] == presented then
+  if now < tonumber(s[3]) and s[4] and s[4] ~= '' then return {'grace', s[4]} end
+  revoke()
+  return {'reuse'}
+end
+local short = string.sub(presented, 1, 32)
+local old = s[5] or ''
+for i = 1, #old, 32 do
+  if string.sub(old, i, i + 31) == short then
+    revoke()
+    return {'reuse'}
+  end
+end
+return {'invalid'}
+"""
+
+# KEYS: session, sessions, user. ARGV: digest, scope ('session' | 'user'), sid.
+# Revokes only when the digest is one this session issued (current, previous or retired),
+# so a made-up token naming a session id cannot end it.
+REVOKE_BY_REFRESH = """
+local s = redis.call('HMGET', KEYS[1], 'cur', 'prev', 'old')
+if not s[1] then return 0 end
+local d = ARGV[1]
+local known = (s[1] == d) or (s[2] == d)
+if not known and s[3] then
+  local short = string.sub(d, 1, 32)
+  for i = 1, #s[3], 32 do
+    if string.sub(s[3], i, i + 31) == short then known = true end
+  end
+end
+if not known then return 0 end
+if ARGV[2] == 'user' then
+  local prefix = string.sub(KEYS[1], 1, #KEYS[1] - #ARGV[3])
+  for _, sid in ipairs(redis.call('SMEMBERS', KEYS[2])) do redis.call('DEL', prefix .. sid) end
+  redis.call('DEL', KEYS[2])
+else
+  redis.call('DEL', KEYS[1])
+  redis.call('SREM', KEYS[2], ARGV[3])
+end
+return 1
+"""
+
+# KEYS: sessions, any session key of the user (names the key prefix). ARGV: that sid.
+# Ends every session of a user ("log out everywhere").
+REVOKE_USER = """
+local prefix = string.sub(KEYS[2], 1, #KEYS[2] - #ARGV[1])
+local n = 0
+for _, sid in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  n = n + redis.call('DEL', prefix .. sid)
+end
+redis.call('DEL', KEYS[1])
+return n
+"""
+
+# KEYS: session. ARGV: field ('rj:<jti>'), token exp_s.
+# Marks one access token revoked inside its session (gone with the session).
+REVOKE_ACCESS = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
+
+# KEYS: user, sessions, any session key prefix probe. ARGV: field, value, probe sid, bump_pwver.
+# Changes an account field (disabled / pwhash) and ends all its sessions atomically.
+UPDATE_USER_AND_REVOKE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if ARGV[4] == '1' then redis.call('HINCRBY', KEYS[1], 'pwver', 1) end
+local prefix = string.sub(KEYS[3], 1, #KEYS[3] - #ARGV[3])
+local n = 0
+for _, sid in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  n = n + redis.call('DEL', prefix .. sid)
+end
+redis.call('DEL', KEYS[2])
+return n
+"""

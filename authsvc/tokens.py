@@ -1,0 +1,283 @@
+"""Access tokens (RFC 9068 JWTs, signed with the active key) and opaque refresh tokens.
+
+Verification follows RFC 8725: the algorithm comes from our key (never from the token),
+`kid` must name one of our keys, `typ` must be `at+jwt`, `crit` and key-carrying headers
+(`jwk`, `jku`, `x5u`, `x5c`) are refused, and iss/sub/exp/iat/jti are required.
+Time checks take `now` as an argument so tests inject a clock instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import enum
+import hashlib
+import secrets
+from collections import OrderedDict
+from collections.abc import Iterable
+from typing import Any
+
+import jwt
+
+from authsvc.keys import KeySet
+
+ACCESS_TOKEN_TYPE = "at+jwt"
+REFRESH_PREFIX = "rt1"
+_FORBIDDEN_HEADERS = ("crit", "jwk", "jku", "x5u", "x5c")
+_REQUIRED_CLAIMS = ["exp", "iat", "nbf", "iss", "sub", "jti", "sid", "aud"]
+MAX_TOKEN_LENGTH = 8192
+
+
+class Invalid(enum.Enum):
+    """Why an access token is not valid."""
+
+    MALFORMED = "malformed"
+    BAD_SIGNATURE = "bad_signature"
+    EXPIRED = "expired"
+    NOT_YET_VALID = "not_yet_valid"
+    REVOKED = "revoked"
+    WRONG_TYPE = "wrong_type"
+    WRONG_AUDIENCE = "wrong_audience"
+    WRONG_ISSUER = "wrong_issuer"
+    INSUFFICIENT_SCOPE = "insufficient_scope"
+    UNKNOWN_KEY = "unknown_key"
+
+
+class TokenInvalid(Exception):
+    """Raised by verification with the reason; an answer, not a server failure."""
+
+    def __init__(self, reason: Invalid) -> None:
+        super().__init__(reason.value)
+        self.reason = reason
+
+
+@dataclasses.dataclass(frozen=True)
+class AccessClaims:
+    """The claims of a verified access token."""
+
+    subject: str
+    session_id: str
+    token_id: str
+    scopes: tuple[str, ...]
+    audience: tuple[str, ...]
+    issuer: str
+    issued_at: int
+    not_before: int
+    expires_at: int
+    client_id: str
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> AccessClaims:
+        """Build from a decoded JWT payload (types already checked by the caller)."""
+        aud = payload["aud"]
+        return cls(
+            subject=str(payload["sub"]),
+            session_id=str(payload["sid"]),
+            token_id=str(payload["jti"]),
+            scopes=tuple(str(payload.get("scope", "")).split()),
+            audience=(aud,) if isinstance(aud, str) else tuple(str(a) for a in aud),
+            issuer=str(payload["iss"]),
+            issued_at=int(payload["iat"]),
+            not_before=int(payload["nbf"]),
+            expires_at=int(payload["exp"]),
+            client_id=str(payload.get("client_id", "")),
+        )
+
+
+class AccessTokenCodec:
+    """Mints and verifies access tokens with one key set; caches verified tokens.
+
+    The cache keeps a token's verified claims until it expires (bounded, LRU), so a busy
+    caller's token is signature-checked once, not on every Validate.
+    """
+
+    def __init__(
+        self,
+        keys: KeySet,
+        issuer: str,
+        audiences: Iterable[str],
+        leeway: int,
+        cache_size: int = 65536,
+    ) -> None:
+        self._keys = keys
+        self._issuer = issuer
+        self._audiences = list(audiences)
+        self._leeway = leeway
+        self._cache: OrderedDict[str, AccessClaims] = OrderedDict()
+        self._cache_size = cache_size
+
+    def mint(
+        self,
+        *,
+        subject: str,
+        session_id: str,
+        scopes: Iterable[str],
+        audience: str,
+        client_id: str,
+        now: float,
+        ttl: int,
+    ) -> tuple[str, AccessClaims]:
+        """Sign a new access token; returns the JWT and its claims."""
+        iat = int(now)
+        payload = {
+            "iss": self._issuer,
+            "sub": subject,
+            "aud": audience,
+            "iat": iat,
+            "nbf": iat,
+            "exp": iat + ttl,
+            "jti": secrets.token_urlsafe(16),
+            "sid": session_id,
+            "scope": " ".join(scopes),
+            "client_id": client_id,
+        }
+        token = jwt.encode(
+            payload,
+            self._keys.signing_key,
+            algorithm=self._keys.signing_alg,
+            headers={"kid": self._keys.signing_kid, "typ": ACCESS_TOKEN_TYPE},
+        )
+        return token, AccessClaims.from_payload(payload)
+
+    def verify(self, token: str, now: float, audience: str = "") -> AccessClaims:
+        """Verify signature and claims of `token` at time `now`.
+
+        Raises:
+            TokenInvalid: with the reason the token is not acceptable.
+        """
+        claims = self._cache.get(token)
+        if claims is None:
+            claims = self._verify_signature_and_claims(token)
+            self._remember(token, claims)
+        if now + self._leeway < claims.not_before or now + self._leeway < claims.issued_at:
+            raise TokenInvalid(Invalid.NOT_YET_VALID)
+        if now - self._leeway >= claims.expires_at:
+            self._cache.pop(token, None)
+            raise TokenInvalid(Invalid.EXPIRED)
+        if audience and audience not in claims.audience:
+            raise TokenInvalid(Invalid.WRONG_AUDIENCE)
+        return claims
+
+    def _remember(self, token: str, claims: AccessClaims) -> None:
+        self._cache[token] = claims
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    def _verify_signature_and_claims(self, token: str) -> AccessClaims:
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise TokenInvalid(Invalid.MALFORMED)
+        if token.startswith(REFRESH_PREFIX + "."):
+            raise TokenInvalid(Invalid.WRONG_TYPE)
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise TokenInvalid(Invalid.MALFORMED) from None
+        if any(name in header for name in _FORBIDDEN_HEADERS):
+            raise TokenInvalid(Invalid.MALFORMED)
+        typ = str(header.get("typ", "")).lower()
+        if typ not in (ACCESS_TOKEN_TYPE, "application/" + ACCESS_TOKEN_TYPE):
+            raise TokenInvalid(Invalid.WRONG_TYPE)
+        key = self._keys.verification.get(str(header.get("kid", "")))
+        if key is None:
+            raise TokenInvalid(Invalid.UNKNOWN_KEY)
+        if header.get("alg") != key.alg:
+            raise TokenInvalid(Invalid.BAD_SIGNATURE)
+        try:
+            payload = jwt.decode(
+                token,
+                key.public_key,
+                algorithms=[key.alg],
+                issuer=self._issuer,
+                audience=self._audiences,
+                options={
+                    "require": _REQUIRED_CLAIMS,
+                    # Time claims are checked against the injected clock in verify().
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                },
+            )
+        except jwt.InvalidSignatureError:
+            raise TokenInvalid(Invalid.BAD_SIGNATURE) from None
+        except jwt.InvalidAlgorithmError:
+            raise TokenInvalid(Invalid.BAD_SIGNATURE) from None
+        except jwt.InvalidIssuerError:
+            raise TokenInvalid(Invalid.WRONG_ISSUER) from None
+        except jwt.InvalidAudienceError:
+            raise TokenInvalid(Invalid.WRONG_AUDIENCE) from None
+        except jwt.PyJWTError:
+            raise TokenInvalid(Invalid.MALFORMED) from None
+        try:
+            return _typed_claims(payload)
+        except (TypeError, ValueError):
+            raise TokenInvalid(Invalid.MALFORMED) from None
+
+
+def _typed_claims(payload: dict[str, Any]) -> AccessClaims:
+    for name in ("exp", "iat", "nbf"):
+        if not isinstance(payload[name], int) or isinstance(payload[name], bool):
+            raise TypeError(name)
+    for name in ("sub", "jti", "sid"):
+        if not isinstance(payload[name], str) or not payload[name]:
+            raise TypeError(name)
+    if not isinstance(payload.get("scope", ""), str):
+        raise TypeError("scope")
+    return AccessClaims.from_payload(payload)
+
+
+@dataclasses.dataclass(frozen=True)
+class RefreshToken:
+    """A parsed refresh token: `rt1.<b64url(subject)>.<session id>.<secret>`.
+
+    The subject and session id are routing data (they pick the Redis hash slot); only the
+    256-bit secret part makes the token unguessable, and Redis stores only its hash.
+    """
+
+    subject: str
+    session_id: str
+    raw: str
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 of the whole token: what Redis stores."""
+        return token_digest(self.raw)
+
+
+def token_digest(raw: str) -> str:
+    """Hex SHA-256 of a refresh token (the token has 256 bits of entropy: no slow hash)."""
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def new_session_id() -> str:
+    """A random 128-bit session id."""
+    return secrets.token_urlsafe(16)
+
+
+def new_refresh_token(subject: str, session_id: str) -> RefreshToken:
+    """A new refresh token for the session, with a 256-bit secret from `secrets`."""
+    sub = base64.urlsafe_b64encode(subject.encode()).rstrip(b"=").decode()
+    raw = f"{REFRESH_PREFIX}.{sub}.{session_id}.{secrets.token_urlsafe(32)}"
+    return RefreshToken(subject, session_id, raw)
+
+
+def parse_refresh_token(raw: str) -> RefreshToken | None:
+    """Parse a refresh token; None when it is not one of ours in shape."""
+    parts = raw.split(".")
+    if len(parts) != 4 or parts[0] != REFRESH_PREFIX or len(raw) > 512:
+        return None
+    _, sub_b64, sid, secret = parts
+    if len(secret) < 43 or not sid:
+        return None
+    try:
+        subject = base64.urlsafe_b64decode(sub_b64 + "=" * (-len(sub_b64) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    if not subject:
+        return None
+    return RefreshToken(subject, sid, raw)
+
+
+def looks_like_refresh_token(raw: str) -> bool:
+    """True when `raw` has the refresh-token prefix (cheap, before parsing)."""
+    return raw.startswith(REFRESH_PREFIX + ".")

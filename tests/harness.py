@@ -1,0 +1,244 @@
+"""Test harness: a private redis-server and a real authsvc grpc.aio server on real ports.
+
+The server runs in a background thread with its own event loop and an injected
+`FakeClock`, so tests expire tokens by advancing the clock instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import socket
+import subprocess
+import threading
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+from authsvc_api.v1 import auth_pb2, auth_pb2_grpc
+
+from authsvc.config import Settings
+from authsvc.server import AuthServer
+
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    """A TCP port that is free right now on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisProcess:
+    """A private redis-server on a free port, with AOF so data survives a restart."""
+
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        self.dir = workdir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self._proc: subprocess.Popen[str] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        """Start and return once Redis says it accepts connections (read from its log)."""
+        self._proc = subprocess.Popen(
+            [
+                "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                "--save", "", "--appendonly", "yes", "--appendfsync", "always",
+                "--dir", str(self.dir), "--logfile", "", "--daemonize", "no",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )  # fmt: skip
+        assert self._proc.stdout is not None
+        for line in self._proc.stdout:
+            if "Ready to accept connections" in line:
+                break
+        else:
+            raise RuntimeError(f"redis-server on port {self.port} did not start")
+        self._drainer = threading.Thread(target=self._drain, args=(self._proc,), daemon=True)
+        self._drainer.start()
+
+    @staticmethod
+    def _drain(proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for _ in proc.stdout:
+            pass
+
+    def stop(self) -> None:
+        """Stop Redis (SIGTERM: it flushes the AOF) and wait for the process to exit."""
+        if self._proc is not None:
+            self._proc.terminate()
+            self._proc.wait(timeout=10)
+            self._drainer.join(timeout=10)
+            assert self._proc.stdout is not None
+            self._proc.stdout.close()
+            self._proc = None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None
+
+
+class FakeClock:
+    """A wall clock that only moves when told; starts at the real time."""
+
+    def __init__(self, start: float) -> None:
+        self._now = start
+        self._lock = threading.Lock()
+
+    def now(self) -> float:
+        with self._lock:
+            return self._now
+
+    __call__ = now
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self._now += seconds
+
+
+class CountingInterceptor(grpc.aio.ServerInterceptor):
+    """Counts the RPCs the server handles, by method short name."""
+
+    def __init__(self) -> None:
+        self.counts: collections.Counter[str] = collections.Counter()
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        self.counts[handler_call_details.method.rsplit("/", 1)[-1]] += 1
+        return await continuation(handler_call_details)
+
+
+class Harness:
+    """A running authsvc server with its own Redis, a fake clock and a sync stub."""
+
+    def __init__(self, workdir: Path, **overrides: Any) -> None:
+        import time
+
+        self.redis = RedisProcess(workdir / "redis")
+        self.redis.start()
+        values: dict[str, Any] = {
+            "listen": "127.0.0.1:0",
+            "redis_url": self.redis.url,
+            "data_dir": workdir / "data",
+            "redis_socket_timeout": 1.0,
+            "redis_connect_timeout": 1.0,
+            "health_interval_seconds": 0.2,
+            "hash_threads": 2,
+        }
+        values.update(overrides)
+        self.settings = Settings(**values)
+        self.clock = FakeClock(time.time())
+        self._counter = CountingInterceptor()
+        self.rpc_counts = self._counter.counts
+        self._loop = asyncio.new_event_loop()
+        self._started = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="authsvc-server", daemon=True)
+        self._thread.start()
+        self._started.wait(timeout=30)
+        if self._error is not None:
+            raise self._error
+        self.target = f"127.0.0.1:{self.server.port}"
+        self.channel = grpc.insecure_channel(self.target)
+        self.stub = auth_pb2_grpc.AuthServiceStub(self.channel)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._serve())
+        except BaseException as exc:  # surfaced to the constructor
+            self._error = exc
+            self._started.set()
+        finally:
+            self._loop.close()
+
+    async def _serve(self) -> None:
+        self._stop = asyncio.Event()
+        self.server = AuthServer(
+            self.settings, self.settings.redis_url, clock=self.clock, interceptors=[self._counter]
+        )
+        await self.server.start()
+        self._started.set()
+        await self._stop.wait()
+        await self.server.stop(grace=1.0)
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine on the server's loop and return its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=30)
+
+    @property
+    def store(self) -> Any:
+        return self.server._store
+
+    def create_user(
+        self, name: str, password: str, scopes: tuple[str, ...] = ("read", "write")
+    ) -> None:
+        pwhash = self.server._hasher.hash(password)
+        self.run(self.store.create_account(name, "user", pwhash, scopes, self.clock()))
+
+    def create_client(self, name: str, scopes: tuple[str, ...] = ("read", "write")) -> str:
+        import secrets
+
+        secret = secrets.token_urlsafe(32)
+        pwhash = self.server._hasher.hash(secret)
+        self.run(self.store.create_account(name, "client", pwhash, scopes, self.clock()))
+        return secret
+
+    def login(self, name: str, password: str, **kwargs: Any) -> auth_pb2.LoginResponse:
+        return self.stub.Login(
+            auth_pb2.LoginRequest(username=name, password=password, **kwargs), timeout=30
+        )
+
+    def revoke(self, token: str, scope: int = auth_pb2.REVOKE_SCOPE_TOKEN) -> None:
+        self.stub.Revoke(auth_pb2.RevokeRequest(token=token, scope=scope), timeout=10)
+
+    def stop_redis(self) -> None:
+        self.redis.stop()
+
+    def start_redis(self) -> None:
+        self.redis.start()
+
+    def close(self) -> None:
+        self.channel.close()
+        if self._stop is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout=30)
+        self.redis.stop()
+
+
+@dataclasses.dataclass
+class HarnessFactory:
+    """Makes harnesses with settings overrides and closes them all at the end."""
+
+    workdir: Path
+    made: list[Harness] = dataclasses.field(default_factory=list)
+
+    def __call__(self, **overrides: Any) -> Harness:
+        h = Harness(self.workdir / f"h{len(self.made)}", **overrides)
+        self.made.append(h)
+        return h
+
+    def close(self) -> None:
+        for h in self.made:
+            h.close()
+
+
+def harness_factory(workdir: Path) -> Iterator[HarnessFactory]:
+    factory = HarnessFactory(workdir)
+    try:
+        yield factory
+    finally:
+        factory.close()

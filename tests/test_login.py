@@ -1,0 +1,156 @@
+"""Login over a real gRPC server and real Redis: success, every failure, throttling."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import jwt
+import pytest
+from authsvc_api.v1 import auth_pb2
+
+from tests.harness import Harness
+
+PASSWORD = "correct horse battery staple"
+
+
+def _code(excinfo: pytest.ExceptionInfo[grpc.RpcError]) -> grpc.StatusCode:
+    return excinfo.value.code()  # type: ignore[attr-defined,no-any-return]
+
+
+def test_login_returns_a_signed_access_token_and_refresh_token(authsvc_server: Harness) -> None:
+    authsvc_server.create_user("alice", PASSWORD)
+    resp = authsvc_server.login("alice", PASSWORD)
+    assert resp.token_type == "Bearer"
+    assert resp.expires_in == 900
+    assert resp.refresh_expires_in == 14 * 24 * 3600
+    assert sorted(resp.scopes) == ["read", "write"]
+    header = jwt.get_unverified_header(resp.access_token)
+    assert header["typ"] == "at+jwt" and header["alg"] == "EdDSA" and header["kid"]
+    claims = jwt.decode(resp.access_token, options={"verify_signature": False})
+    assert claims["sub"] == "alice" and claims["sid"] == resp.session_id
+    assert claims["aud"] == "authsvc" and claims["iss"] == "authsvc"
+    assert claims["exp"] - claims["iat"] == 900
+    assert {"jti", "nbf", "scope", "client_id"} <= set(claims)
+    assert resp.refresh_token.startswith("rt1.") and len(resp.refresh_token) > 60
+
+
+@pytest.mark.parametrize("username", ["alice", "nobody"])
+def test_bad_credentials_are_one_generic_unauthenticated(
+    authsvc_server: Harness, username: str
+) -> None:
+    authsvc_server.create_user("alice", PASSWORD)
+    with pytest.raises(grpc.RpcError) as excinfo:
+        authsvc_server.login(username, "wrong password")
+    assert _code(excinfo) == grpc.StatusCode.UNAUTHENTICATED
+    assert excinfo.value.details() == "invalid username or password"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("username", "password"),
+    [("", PASSWORD), ("alice", ""), ("al ice", PASSWORD), ("a" * 129, PASSWORD),
+     ("alice", "x" * 1025), ("{u:alice}", PASSWORD)],
+)  # fmt: skip
+def test_empty_or_oversized_input_is_invalid_argument(
+    authsvc_server: Harness, username: str, password: str
+) -> None:
+    with pytest.raises(grpc.RpcError) as excinfo:
+        authsvc_server.login(username, password)
+    assert _code(excinfo) == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_long_passwords_are_byte_exact(authsvc_server: Harness) -> None:
+    password = "p" * 63 + "é" + " " * 10  # 64+ characters, trailing spaces kept
+    authsvc_server.create_user("bob", password)
+    assert authsvc_server.login("bob", password).access_token
+    with pytest.raises(grpc.RpcError):
+        authsvc_server.login("bob", password.rstrip())
+
+
+def test_scopes_granted_only_when_all_allowed(authsvc_server: Harness) -> None:
+    authsvc_server.create_user("alice", PASSWORD, scopes=("read", "write"))
+    assert list(authsvc_server.login("alice", PASSWORD, scopes=["read"]).scopes) == ["read"]
+    with pytest.raises(grpc.RpcError) as excinfo:
+        authsvc_server.login("alice", PASSWORD, scopes=["read", "admin"])
+    assert _code(excinfo) == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_unknown_audience_is_refused_and_configured_one_is_granted(
+    authsvc_server_factory: object,
+) -> None:
+    h = authsvc_server_factory(audiences=("billing",))  # type: ignore[operator]
+    h.create_user("alice", PASSWORD)
+    resp = h.login("alice", PASSWORD, audience="billing")
+    assert jwt.decode(resp.access_token, options={"verify_signature": False})["aud"] == "billing"
+    with pytest.raises(grpc.RpcError) as excinfo:
+        h.login("alice", PASSWORD, audience="elsewhere")
+    assert _code(excinfo) == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_service_account_logs_in_with_client_id_and_secret(authsvc_server: Harness) -> None:
+    secret = authsvc_server.create_client("billing-svc", scopes=("invoices",))
+    resp = authsvc_server.login("billing-svc", secret)
+    claims = jwt.decode(resp.access_token, options={"verify_signature": False})
+    assert claims["client_id"] == "billing-svc" and claims["scope"] == "invoices"
+
+
+@pytest.mark.parametrize("username", ["alice", "ghost"])
+def test_parallel_guesses_all_count_and_throttle(authsvc_server: Harness, username: str) -> None:
+    authsvc_server.create_user("alice", PASSWORD)
+
+    def guess(i: int) -> grpc.StatusCode:
+        try:
+            authsvc_server.login(username, f"guess-{i}")
+        except grpc.RpcError as exc:
+            return exc.code()  # type: ignore[attr-defined,no-any-return]
+        return grpc.StatusCode.OK
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        codes = list(pool.map(guess, range(40)))
+    # Exactly the first ten attempts reach the password check; the rest are throttled.
+    assert codes.count(grpc.StatusCode.UNAUTHENTICATED) == 10
+    assert codes.count(grpc.StatusCode.RESOURCE_EXHAUSTED) == 30
+
+
+def test_throttle_says_when_to_retry_grows_and_success_resets(authsvc_server: Harness) -> None:
+    h = authsvc_server
+    h.create_user("alice", PASSWORD)
+    for i in range(10):
+        with pytest.raises(grpc.RpcError):
+            h.login("alice", f"wrong-{i}")
+    with pytest.raises(grpc.RpcError) as excinfo:
+        h.login("alice", PASSWORD)  # even the right password waits
+    assert _code(excinfo) == grpc.StatusCode.RESOURCE_EXHAUSTED
+    trailers = dict(excinfo.value.trailing_metadata())  # type: ignore[attr-defined]
+    assert trailers["retry-after"] == "1"
+    h.clock.advance(1.01)
+    with pytest.raises(grpc.RpcError):
+        h.login("alice", "wrong-again")  # 11th failure: the delay doubles
+    with pytest.raises(grpc.RpcError) as excinfo:
+        h.login("alice", PASSWORD)
+    assert dict(excinfo.value.trailing_metadata())["retry-after"] == "2"  # type: ignore[attr-defined]
+    h.clock.advance(2.01)
+    assert h.login("alice", PASSWORD).access_token
+    for i in range(9):  # the count was reset: nine more failures do not throttle
+        with pytest.raises(grpc.RpcError) as excinfo:
+            h.login("alice", f"wrong-{i}")
+        assert _code(excinfo) == grpc.StatusCode.UNAUTHENTICATED
+    assert h.login("alice", PASSWORD, scopes=["read"]).scopes == ["read"]
+
+
+def test_disabled_user_cannot_log_in(authsvc_server: Harness) -> None:
+    h = authsvc_server
+    h.create_user("alice", PASSWORD)
+    h.run(h.store.update_account_and_revoke("alice", "disabled", "1", False))
+    with pytest.raises(grpc.RpcError) as excinfo:
+        h.login("alice", PASSWORD)
+    assert _code(excinfo) == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_get_jwks_publishes_the_signing_key(authsvc_server: Harness) -> None:
+    authsvc_server.create_user("alice", PASSWORD)
+    token = authsvc_server.login("alice", PASSWORD).access_token
+    jwks = authsvc_server.stub.GetJwks(auth_pb2.GetJwksRequest()).jwks_json
+    key = jwt.PyJWKSet.from_json(jwks)[jwt.get_unverified_header(token)["kid"]]
+    claims = jwt.decode(token, key.key, algorithms=["EdDSA"], audience="authsvc")
+    assert claims["sub"] == "alice"
