@@ -123,15 +123,21 @@ class CountingInterceptor(grpc.aio.ServerInterceptor):
 class Harness:
     """A running authsvc server with its own Redis, a fake clock and a sync stub."""
 
-    def __init__(self, workdir: Path, **overrides: Any) -> None:
+    def __init__(self, workdir: Path, shared_with: Harness | None = None, **overrides: Any) -> None:
         import time
 
-        self.redis = RedisProcess(workdir / "redis")
-        self.redis.start()
+        if shared_with is None:
+            self.redis = RedisProcess(workdir / "redis")
+            self.redis.start()
+            data_dir = workdir / "data"
+        else:  # another instance over the same Redis and key set
+            self.redis = shared_with.redis
+            data_dir = shared_with.settings.data_dir
+        self._owns_redis = shared_with is None
         values: dict[str, Any] = {
             "listen": "127.0.0.1:0",
             "redis_url": self.redis.url,
-            "data_dir": workdir / "data",
+            "data_dir": data_dir,
             "redis_socket_timeout": 1.0,
             "redis_connect_timeout": 1.0,
             "health_interval_seconds": 0.2,
@@ -139,7 +145,7 @@ class Harness:
         }
         values.update(overrides)
         self.settings = Settings(**values)
-        self.clock = FakeClock(time.time())
+        self.clock = shared_with.clock if shared_with else FakeClock(time.time())
         self._counter = CountingInterceptor()
         self.rpc_counts = self._counter.counts
         self._loop = asyncio.new_event_loop()
@@ -216,7 +222,8 @@ class Harness:
         if self._stop is not None and self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(timeout=30)
-        self.redis.stop()
+        if self._owns_redis:
+            self.redis.stop()
 
 
 @dataclasses.dataclass
@@ -226,13 +233,13 @@ class HarnessFactory:
     workdir: Path
     made: list[Harness] = dataclasses.field(default_factory=list)
 
-    def __call__(self, **overrides: Any) -> Harness:
-        h = Harness(self.workdir / f"h{len(self.made)}", **overrides)
+    def __call__(self, shared_with: Harness | None = None, **overrides: Any) -> Harness:
+        h = Harness(self.workdir / f"h{len(self.made)}", shared_with, **overrides)
         self.made.append(h)
         return h
 
     def close(self) -> None:
-        for h in self.made:
+        for h in reversed(self.made):
             h.close()
 
 

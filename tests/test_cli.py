@@ -1,0 +1,145 @@
+"""The `authsvc` command end to end: admin commands, client calls, `serve` with the
+embedded Redis default, graceful shutdown on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from authsvc_api.v1 import auth_pb2, auth_pb2_grpc
+
+from tests.harness import Harness, free_port
+
+AUTHSVC = str(Path(sys.executable).with_name("authsvc"))
+
+
+def cli(
+    env: dict[str, str], *args: str, stdin: str = "", check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [AUTHSVC, *args], input=stdin, capture_output=True, text=True, env=env, timeout=60
+    )
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+@pytest.fixture
+def env(authsvc_server: Harness) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSVC_")}
+    base.update(
+        AUTHSVC_REDIS_URL=authsvc_server.settings.redis_url,
+        AUTHSVC_DATA_DIR=str(authsvc_server.settings.data_dir),
+        AUTHSVC_LISTEN=authsvc_server.target,
+    )
+    return base
+
+
+def test_shell_flow_add_login_validate_refresh_revoke(env: dict[str, str]) -> None:
+    out = cli(env, "user", "add", "alice", "--scopes", "read,write", "--password-stdin",
+              stdin="s3cret pass\ns3cret pass\n")  # fmt: skip
+    assert "alice created" in out.stdout
+    assert "alice\tuser\tactive\tread write" in cli(env, "user", "list").stdout
+    pair = json.loads(cli(env, "login", "alice", "--password-stdin", stdin="s3cret pass\n").stdout)
+    assert pair["tokenType"] == "Bearer"
+    answer = json.loads(cli(env, "validate", "-", stdin=pair["accessToken"] + "\n").stdout)
+    assert answer["valid"] is True and answer["claims"]["subject"] == "alice"
+    new = json.loads(cli(env, "refresh", pair["refreshToken"]).stdout)
+    assert new["refreshToken"] != pair["refreshToken"]
+    cli(env, "revoke", new["accessToken"], "--what", "session")
+    answer = json.loads(cli(env, "validate", new["accessToken"]).stdout)
+    assert answer == {"reason": "INVALID_REASON_REVOKED"}
+    failed = cli(env, "refresh", new["refreshToken"], check=False)
+    assert failed.returncode == 1 and "UNAUTHENTICATED" in failed.stderr
+    assert "Traceback" not in failed.stderr
+
+
+def test_wrong_password_and_duplicates_are_clear_errors(env: dict[str, str]) -> None:
+    cli(env, "user", "add", "bob", "--password-stdin", stdin="pw-one-1\npw-one-1\n")
+    dup = cli(env, "user", "add", "bob", "--password-stdin", stdin="x\nx\n", check=False)
+    assert dup.returncode == 2 and "already exists" in dup.stderr
+    bad = cli(env, "login", "bob", "--password-stdin", stdin="nope\n", check=False)
+    assert bad.returncode == 1 and "UNAUTHENTICATED: invalid username or password" in bad.stderr
+    assert "Traceback" not in bad.stderr + dup.stderr
+
+
+def test_disable_and_passwd_end_sessions(env: dict[str, str]) -> None:
+    cli(env, "user", "add", "carol", "--password-stdin", stdin="pw-carol\npw-carol\n")
+    pair = json.loads(cli(env, "login", "carol", "--password-stdin", stdin="pw-carol\n").stdout)
+    assert "1 session(s) ended" in cli(env, "user", "passwd", "carol", "--password-stdin",
+                                       stdin="pw-new-1\npw-new-1\n").stdout  # fmt: skip
+    assert json.loads(cli(env, "validate", pair["accessToken"]).stdout)["reason"] == (
+        "INVALID_REASON_REVOKED"
+    )
+    cli(env, "login", "carol", "--password-stdin", stdin="pw-new-1\n")
+    assert "disabled" in cli(env, "user", "disable", "carol").stdout
+    denied = cli(env, "login", "carol", "--password-stdin", stdin="pw-new-1\n", check=False)
+    assert "UNAUTHENTICATED" in denied.stderr
+    assert "carol\tuser\tdisabled" in cli(env, "user", "list").stdout
+    cli(env, "user", "enable", "carol")
+    cli(env, "login", "carol", "--password-stdin", stdin="pw-new-1\n")
+
+
+def test_client_add_prints_a_secret_that_logs_in(env: dict[str, str]) -> None:
+    out = cli(env, "client", "add", "billing", "--scopes", "invoices").stdout
+    secret = out.strip().splitlines()[-1]
+    assert len(secret) >= 43
+    pair = json.loads(cli(env, "login", "billing", "--password-stdin", stdin=secret + "\n").stdout)
+    assert pair["scopes"] == ["invoices"]
+    cli(env, "user", "scopes", "billing", "--scopes", "invoices,reports")
+    assert "invoices reports" in cli(env, "user", "list").stdout
+
+
+def test_bad_configuration_fails_at_start_naming_the_setting(env: dict[str, str]) -> None:
+    for name, value in [("AUTHSVC_ACCESS_TTL_SECONDS", "soon"), ("AUTHSVC_LISTEN", "nowhere"),
+                        ("AUTHSVC_SIGNING_ALG", "HS256"), ("AUTHSVC_REFRESH_GRACE_SECONDS", "61"),
+                        ("AUTHSVC_NO_SUCH_THING", "1")]:  # fmt: skip
+        result = cli({**env, name: value}, "serve", check=False)
+        assert result.returncode == 2 and name in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    # A short path: the embedded Redis listens on a unix socket under the data directory.
+    with tempfile.TemporaryDirectory(prefix="as-", dir="/tmp") as d:
+        yield Path(d)
+
+
+def test_serve_with_embedded_redis_and_graceful_sigterm(short_dir: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSVC_")}
+    port = free_port()
+    env.update(AUTHSVC_DATA_DIR=str(short_dir), AUTHSVC_LISTEN=f"127.0.0.1:{port}")
+    # Admin command with no Redis configured: starts the embedded one, and stops it after.
+    cli(env, "user", "add", "dave", "--password-stdin", stdin="pw-dave-1\npw-dave-1\n")
+    assert not (short_dir / "redis" / "redis.sock").exists()
+    server = subprocess.Popen([AUTHSVC, "serve"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            grpc.channel_ready_future(channel).result(timeout=30)
+            stub = auth_pb2_grpc.AuthServiceStub(channel)
+            pair = stub.Login(auth_pb2.LoginRequest(username="dave", password="pw-dave-1"))
+            assert stub.Validate(auth_pb2.ValidateRequest(access_token=pair.access_token)).valid
+            # While the server runs, admin commands share its embedded Redis.
+            assert "dave" in cli(env, "user", "list").stdout
+        key = short_dir / "keys" / "signing-eddsa.pem"
+        assert key.stat().st_mode & 0o777 == 0o600
+        assert (short_dir / "redis" / "appendonlydir").is_dir()
+    finally:
+        server.send_signal(signal.SIGTERM)
+        out, err = server.communicate(timeout=30)
+    assert server.returncode == 0, err
+    assert f"127.0.0.1:{port}" in out and "authsvc user add" in out
+    assert "s3cret" not in err and "pw-dave-1" not in err and pair.access_token not in err
+    assert not (short_dir / "redis" / "redis.sock").exists()  # embedded Redis stopped
+    # Data persisted: a new embedded Redis still knows the user.
+    assert "dave" in cli(env, "user", "list").stdout
