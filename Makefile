@@ -38,7 +38,7 @@ proto-check: $(STAMP)
 	done; rm -rf .proto-check; echo "generated code is up to date"
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check authsvc clients/authsvc_client tests bench examples
+	$(VENV)/bin/ruff check .
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy authsvc clients/authsvc_client

@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +121,7 @@ def _load_public(path: Path) -> PublicKey:
 def _write_exclusive(path: Path, data: bytes) -> bool:
     """Atomically create `path` with mode 0600; False if another process created it first."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(8)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         os.write(fd, data)

@@ -20,6 +20,7 @@ import grpc
 from authsvc_api.v1 import auth_pb2, auth_pb2_grpc
 
 from authsvc.config import Settings
+from authsvc.embedded_redis import find_redis_server
 from authsvc.server import AuthServer
 
 T = TypeVar("T")
@@ -49,7 +50,7 @@ class RedisProcess:
         """Start and return once Redis says it accepts connections (read from its log)."""
         self._proc = subprocess.Popen(
             [
-                "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                find_redis_server(), "--port", str(self.port), "--bind", "127.0.0.1",
                 "--save", "", "--appendonly", "yes", "--appendfsync", "always",
                 "--dir", str(self.dir), "--logfile", "", "--daemonize", "no",
             ],
