@@ -1,0 +1,110 @@
+"""Client library for authsvc: token managers, channel interceptors, server interceptors.
+
+Calling a protected service with a service account::
+
+    authsvc = AuthsvcClient(grpc.insecure_channel("127.0.0.1:50051"), audience="orders")
+    manager = TokenManager(authsvc, credentials=Credentials.service_account(cid, secret))
+    channel = authsvc_client.secure_channel("orders.internal:443", manager)
+
+Protecting a service::
+
+    server = grpc.server(pool, interceptors=[ServerAuthInterceptor(
+        authsvc, issuer="authsvc", audience="orders",
+        policies={"/orders.v1.Orders/Cancel": MethodPolicy.require("write")})])
+    # in a handler: authsvc_client.current_claims().subject
+"""
+
+from authsvc_client.aio_interceptors import AsyncAuthInterceptor, AsyncTokenSource
+from authsvc_client.aio_manager import AsyncTokenManager
+from authsvc_client.aio_server_interceptor import AsyncServerAuthInterceptor
+from authsvc_client.channels import (
+    aio_insecure_channel,
+    aio_secure_channel,
+    insecure_channel,
+    is_loopback_target,
+    require_transport_security,
+    secure_channel,
+)
+from authsvc_client.context import claims_or_none, current_claims
+from authsvc_client.errors import (
+    AuthClientError,
+    AuthServiceError,
+    AuthServiceUnavailable,
+    CredentialsRejected,
+    InsecureTransportError,
+    InsufficientScope,
+    InvalidToken,
+    LoginThrottled,
+    ReauthenticationRequired,
+    RefreshTokenRejected,
+    TokenStoreError,
+    TokenUnavailable,
+    TokenVerificationError,
+    VerifierUnavailable,
+)
+from authsvc_client.guard import AUTHENTICATED, PUBLIC, MethodPolicy
+from authsvc_client.interceptors import AuthInterceptor, TokenSource, TokenUnavailableError
+from authsvc_client.jwks import AsyncKeySource, KeyCache, KeySource
+from authsvc_client.manager import TokenManager
+from authsvc_client.policy import RefreshPolicy
+from authsvc_client.replay import Replayable
+from authsvc_client.rpc import AsyncAuthsvcClient, AuthsvcClient
+from authsvc_client.server_interceptor import ServerAuthInterceptor
+from authsvc_client.session import TokenState
+from authsvc_client.store import FileTokenStore
+from authsvc_client.tokens import Credentials, Tokens
+from authsvc_client.transport import AsyncAuthTransport, AuthTransport, TokenStore
+from authsvc_client.verify import AccessClaims, AccessTokenVerifier
+
+__all__ = [
+    "AUTHENTICATED",
+    "PUBLIC",
+    "AccessClaims",
+    "AccessTokenVerifier",
+    "AsyncAuthInterceptor",
+    "AsyncAuthTransport",
+    "AsyncAuthsvcClient",
+    "AsyncKeySource",
+    "AsyncServerAuthInterceptor",
+    "AsyncTokenManager",
+    "AsyncTokenSource",
+    "AuthClientError",
+    "AuthInterceptor",
+    "AuthServiceError",
+    "AuthServiceUnavailable",
+    "AuthTransport",
+    "AuthsvcClient",
+    "Credentials",
+    "CredentialsRejected",
+    "FileTokenStore",
+    "InsecureTransportError",
+    "InsufficientScope",
+    "InvalidToken",
+    "KeyCache",
+    "KeySource",
+    "LoginThrottled",
+    "MethodPolicy",
+    "ReauthenticationRequired",
+    "RefreshPolicy",
+    "RefreshTokenRejected",
+    "Replayable",
+    "ServerAuthInterceptor",
+    "TokenManager",
+    "TokenSource",
+    "TokenState",
+    "TokenStore",
+    "TokenStoreError",
+    "TokenUnavailable",
+    "TokenUnavailableError",
+    "TokenVerificationError",
+    "Tokens",
+    "VerifierUnavailable",
+    "aio_insecure_channel",
+    "aio_secure_channel",
+    "claims_or_none",
+    "current_claims",
+    "insecure_channel",
+    "is_loopback_target",
+    "require_transport_security",
+    "secure_channel",
+]

@@ -1,0 +1,125 @@
+"""How to obtain a new token pair, written once for both the blocking and the asyncio manager.
+
+`obtain` is a generator that yields the I/O it needs (`LoadStored`, `Refresh`, `Login`,
+`Sleep`) and receives the results; the managers run it with blocking calls or with `await`.
+Errors from an action are thrown back into the generator at the `yield`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Generator
+
+from authsvc_client.errors import (
+    AuthServiceUnavailable,
+    ReauthenticationRequired,
+    RefreshTokenRejected,
+)
+from authsvc_client.policy import RefreshPolicy, backoff_delay
+from authsvc_client.tokens import Credentials, Tokens
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadStored:
+    """Read the token store; the result is `Tokens | None`."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Refresh:
+    """Call Refresh; the result is `Tokens`."""
+
+    refresh_token: str = dataclasses.field(repr=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class Login:
+    """Call Login; the result is `Tokens`."""
+
+    credentials: Credentials
+
+
+@dataclasses.dataclass(frozen=True)
+class Sleep:
+    """Wait before the next attempt; the result is None."""
+
+    seconds: float
+
+
+Action = LoadStored | Refresh | Login | Sleep
+
+
+@dataclasses.dataclass(frozen=True)
+class Obtained:
+    """The plan's result: a pair, and whether it was adopted from the store (not new)."""
+
+    tokens: Tokens
+    adopted: bool
+
+
+Plan = Generator[Action, "Tokens | None", Obtained]
+
+
+def obtain(
+    refresh_token: str | None,
+    credentials: Credentials | None,
+    *,
+    known_refresh_token: str | None,
+    check_store: bool,
+    fallback_is_valid: bool,
+    policy: RefreshPolicy,
+    random: Callable[[], float],
+) -> Plan:
+    """Plan for getting a usable pair.
+
+    Args:
+        refresh_token: The newest refresh token, or None when there is none worth sending.
+        credentials: What to log in with when the refresh token is refused, if anything.
+        known_refresh_token: The newest refresh token this process has seen, even if it is
+            not worth sending; a stored pair with another refresh token is newer.
+        check_store: Whether there is a shared store that another process may have updated;
+            it is read first, and again after a refusal, so a rotation done elsewhere is
+            adopted instead of sending a retired token or logging in needlessly.
+        fallback_is_valid: The current access token is still valid, so a transient failure
+            is raised at once (the caller keeps using that token) rather than retried here.
+        policy: Backoff settings.
+        random: Source of jitter in [0, 1).
+
+    Raises:
+        ReauthenticationRequired: The refresh token is refused and there are no credentials.
+        AuthServiceUnavailable: authsvc stayed unreachable.
+        TokenUnavailable: Login refused, or another error from the transport.
+    """
+    if check_store:
+        stored = yield LoadStored()
+        if stored is not None and stored.refresh_token != known_refresh_token:
+            return Obtained(stored, adopted=True)
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            if refresh_token is not None:
+                tokens = yield Refresh(refresh_token)
+            elif credentials is not None:
+                tokens = yield Login(credentials)
+            else:
+                raise ReauthenticationRequired(
+                    "no valid session and no credentials to log in with; log in again"
+                )
+            assert tokens is not None
+            return Obtained(tokens, adopted=False)
+        except RefreshTokenRejected as exc:
+            if check_store:
+                stored = yield LoadStored()
+                if stored is not None and stored.refresh_token != known_refresh_token:
+                    return Obtained(stored, adopted=True)
+            if credentials is None:
+                raise ReauthenticationRequired(
+                    "authsvc rejected the refresh token (expired, revoked or reused) and "
+                    "there are no credentials to log in again; log in again"
+                ) from exc
+            refresh_token = None
+            attempt = 0
+        except AuthServiceUnavailable:
+            if fallback_is_valid or attempt >= policy.max_attempts:
+                raise
+            yield Sleep(backoff_delay(attempt, policy, random()))

@@ -1,0 +1,242 @@
+"""Calls to the AuthService: the only module that speaks its messages and status codes.
+
+`AuthsvcClient` (blocking) and `AsyncAuthsvcClient` (asyncio) serve both sides:
+Login/Refresh for the token managers (they satisfy `AuthTransport` / `AsyncAuthTransport`),
+GetJwks/Validate for the server interceptors. gRPC errors become library errors here, through
+the one table `_ERRORS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import grpc
+import grpc.aio
+from authsvc_api.v1 import auth_pb2, auth_pb2_grpc
+
+from authsvc_client.errors import (
+    AuthClientError,
+    AuthServiceError,
+    AuthServiceUnavailable,
+    CredentialsRejected,
+    InsufficientScope,
+    InvalidToken,
+    LoginThrottled,
+    RefreshTokenRejected,
+    VerifierUnavailable,
+)
+from authsvc_client.tokens import Credentials, Tokens
+
+_Code = grpc.StatusCode
+
+# (method, status code) -> error; "*" matches any method. Unlisted pairs: per-method default.
+_ERRORS: dict[tuple[str, grpc.StatusCode], type[AuthClientError]] = {
+    ("Login", _Code.UNAUTHENTICATED): CredentialsRejected,
+    ("Login", _Code.PERMISSION_DENIED): CredentialsRejected,
+    ("Login", _Code.INVALID_ARGUMENT): CredentialsRejected,
+    ("Login", _Code.RESOURCE_EXHAUSTED): LoginThrottled,
+    ("Refresh", _Code.UNAUTHENTICATED): RefreshTokenRejected,
+    ("Refresh", _Code.INVALID_ARGUMENT): RefreshTokenRejected,
+    ("*", _Code.UNAVAILABLE): AuthServiceUnavailable,
+    ("*", _Code.DEADLINE_EXCEEDED): AuthServiceUnavailable,
+}
+_DEFAULT_ERRORS: dict[str, type[AuthClientError]] = {
+    "Login": AuthServiceError,
+    "Refresh": AuthServiceError,
+    "GetJwks": VerifierUnavailable,
+    "Validate": VerifierUnavailable,
+}
+# The server interceptors must see key or Validate trouble as theirs, not as a token problem.
+_SERVER_SIDE = frozenset({"GetJwks", "Validate"})
+
+DEFAULT_TIMEOUT = 10.0
+
+
+def map_error(
+    method: str,
+    code: grpc.StatusCode | None,
+    details: str | None,
+    retry_after: float | None = None,
+) -> AuthClientError:
+    """The library error for a failed AuthService call (see the `_ERRORS` table)."""
+    if method in _SERVER_SIDE:
+        kind: type[AuthClientError] = _DEFAULT_ERRORS[method]
+    else:
+        key = code or _Code.UNKNOWN
+        kind = _ERRORS.get((method, key)) or _ERRORS.get(("*", key)) or _DEFAULT_ERRORS[method]
+    name = code.name if code is not None else "UNKNOWN"
+    message = f"authsvc {method} failed: {name}: {details or 'no details'}"
+    if kind is LoginThrottled:
+        return LoginThrottled(message, retry_after)
+    return kind(message)
+
+
+def _rpc_error(method: str, exc: grpc.RpcError) -> AuthClientError:
+    if isinstance(exc, grpc.aio.AioRpcError):
+        code, details, trailers = exc.code(), exc.details(), exc.trailing_metadata()
+    elif isinstance(exc, grpc.Call):
+        code, details, trailers = exc.code(), exc.details(), exc.trailing_metadata()
+    else:
+        code, details, trailers = None, str(exc), None
+    return map_error(method, code, details, _retry_after(trailers))
+
+
+def _retry_after(trailers: Iterable[tuple[str, str | bytes]] | None) -> float | None:
+    for key, value in trailers or ():
+        if key == "retry-after":
+            try:
+                return float(value)
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
+def _tokens(response: auth_pb2.LoginResponse | auth_pb2.RefreshResponse) -> Tokens:
+    return Tokens(
+        access_token=response.access_token,
+        refresh_token=response.refresh_token,
+        expires_in=float(response.expires_in),
+        refresh_expires_in=float(response.refresh_expires_in) or None,
+        lifetime=float(response.expires_in),
+        scopes=tuple(response.scopes),
+        session_id=response.session_id,
+    )
+
+
+def _login_request(
+    credentials: Credentials, audience: str, scopes: Sequence[str]
+) -> auth_pb2.LoginRequest:
+    return auth_pb2.LoginRequest(
+        username=credentials.principal,
+        password=credentials.secret,
+        audience=audience,
+        scopes=list(scopes),
+    )
+
+
+def _validate_outcome(response: auth_pb2.ValidateResponse) -> None:
+    if response.valid:
+        return
+    reason = auth_pb2.InvalidReason.Name(response.reason)
+    if response.reason == auth_pb2.INVALID_REASON_INSUFFICIENT_SCOPE:
+        raise InsufficientScope(f"authsvc Validate: {reason}")
+    raise InvalidToken(f"authsvc Validate: {reason}", reason.removeprefix("INVALID_REASON_"))
+
+
+class AuthsvcClient:
+    """Blocking AuthService calls over a `grpc.Channel`.
+
+    Args:
+        channel: A channel to authsvc (not one carrying the bearer-token interceptor).
+        audience: Audience asked for at Login; empty means authsvc's default.
+        scopes: Scopes asked for at Login; empty means all the account may have.
+        timeout: Deadline per call, in seconds.
+    """
+
+    def __init__(
+        self,
+        channel: grpc.Channel,
+        *,
+        audience: str = "",
+        scopes: Sequence[str] = (),
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self._stub = auth_pb2_grpc.AuthServiceStub(channel)
+        self._audience = audience
+        self._scopes = tuple(scopes)
+        self._timeout = timeout
+
+    def login(self, credentials: Credentials) -> Tokens:
+        """Log in; see `AuthTransport.login`."""
+        request = _login_request(credentials, self._audience, self._scopes)
+        try:
+            return _tokens(self._stub.Login(request, timeout=self._timeout))
+        except grpc.RpcError as exc:
+            raise _rpc_error("Login", exc) from exc
+
+    def refresh(self, refresh_token: str) -> Tokens:
+        """Rotate the refresh token; see `AuthTransport.refresh`."""
+        request = auth_pb2.RefreshRequest(refresh_token=refresh_token)
+        try:
+            return _tokens(self._stub.Refresh(request, timeout=self._timeout))
+        except grpc.RpcError as exc:
+            raise _rpc_error("Refresh", exc) from exc
+
+    def get_jwks(self) -> str:
+        """The JWK Set (JSON) of the keys that sign access tokens."""
+        try:
+            response = self._stub.GetJwks(auth_pb2.GetJwksRequest(), timeout=self._timeout)
+        except grpc.RpcError as exc:
+            raise _rpc_error("GetJwks", exc) from exc
+        return response.jwks_json
+
+    def validate(self, access_token: str, audience: str, required_scopes: Sequence[str]) -> None:
+        """Confirm with authsvc that `access_token` is valid and unrevoked.
+
+        Raises:
+            InvalidToken: authsvc says it is not valid (e.g. revoked).
+            InsufficientScope: It lacks one of `required_scopes`.
+            VerifierUnavailable: authsvc could not answer.
+        """
+        request = auth_pb2.ValidateRequest(
+            access_token=access_token, audience=audience, required_scopes=list(required_scopes)
+        )
+        try:
+            response = self._stub.Validate(request, timeout=self._timeout)
+        except grpc.RpcError as exc:
+            raise _rpc_error("Validate", exc) from exc
+        _validate_outcome(response)
+
+
+class AsyncAuthsvcClient:
+    """AuthService calls over a `grpc.aio.Channel`; arguments as for `AuthsvcClient`."""
+
+    def __init__(
+        self,
+        channel: grpc.aio.Channel,
+        *,
+        audience: str = "",
+        scopes: Sequence[str] = (),
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self._stub = auth_pb2_grpc.AuthServiceStub(channel)
+        self._audience = audience
+        self._scopes = tuple(scopes)
+        self._timeout = timeout
+
+    async def login(self, credentials: Credentials) -> Tokens:
+        """Log in; see `AuthTransport.login`."""
+        request = _login_request(credentials, self._audience, self._scopes)
+        try:
+            return _tokens(await self._stub.Login(request, timeout=self._timeout))
+        except grpc.RpcError as exc:
+            raise _rpc_error("Login", exc) from exc
+
+    async def refresh(self, refresh_token: str) -> Tokens:
+        """Rotate the refresh token; see `AuthTransport.refresh`."""
+        request = auth_pb2.RefreshRequest(refresh_token=refresh_token)
+        try:
+            return _tokens(await self._stub.Refresh(request, timeout=self._timeout))
+        except grpc.RpcError as exc:
+            raise _rpc_error("Refresh", exc) from exc
+
+    async def get_jwks(self) -> str:
+        """The JWK Set (JSON) of the keys that sign access tokens."""
+        try:
+            response = await self._stub.GetJwks(auth_pb2.GetJwksRequest(), timeout=self._timeout)
+        except grpc.RpcError as exc:
+            raise _rpc_error("GetJwks", exc) from exc
+        return response.jwks_json
+
+    async def validate(
+        self, access_token: str, audience: str, required_scopes: Sequence[str]
+    ) -> None:
+        """Confirm with authsvc that `access_token` is valid; see `AuthsvcClient.validate`."""
+        request = auth_pb2.ValidateRequest(
+            access_token=access_token, audience=audience, required_scopes=list(required_scopes)
+        )
+        try:
+            response = await self._stub.Validate(request, timeout=self._timeout)
+        except grpc.RpcError as exc:
+            raise _rpc_error("Validate", exc) from exc
+        _validate_outcome(response)

@@ -1,0 +1,171 @@
+"""`FileTokenStore`: a token pair kept in a small JSON file, shared safely between processes.
+
+The file is written with mode 0600 into a temporary file next to it and renamed over it, so
+a reader sees either the old or the new pair, never half of one. Readers and writers also
+take an `fcntl` lock on a sibling `.lock` file, so a read-then-write by one process is not
+interleaved with another's.
+
+Lifetimes cannot be stored as monotonic readings (they mean nothing in another process), so
+the file records how many seconds were left and the wall time of the save. On load the
+elapsed wall time is subtracted; a wall clock that went backwards counts as no time passed,
+and a token that turns out to be expired anyway is refused by the server and refreshed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import stat
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from authsvc_client.errors import TokenStoreError
+from authsvc_client.tokens import Tokens
+
+_FORMAT_VERSION = 1
+_FILE_MODE = 0o600
+_DIR_MODE = 0o700
+
+
+class FileTokenStore:
+    """Tokens in a JSON file; pass it as `store=` to a token manager.
+
+    Args:
+        path: The token file; its directory is created (mode 0700) if missing.
+        wall_clock: Seconds since the epoch, used only to age the stored lifetimes.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, wall_clock: Callable[[], float] = time.time
+    ) -> None:
+        self._path = Path(path)
+        self._lock_path = self._path.with_name(self._path.name + ".lock")
+        self._wall_clock = wall_clock
+
+    @property
+    def path(self) -> Path:
+        """Where the tokens are kept."""
+        return self._path
+
+    def load(self) -> Tokens | None:
+        """The stored pair, aged by the wall time since it was saved; None if there is none.
+
+        Raises:
+            TokenStoreError: The file is unreadable, corrupt, or readable by other users.
+        """
+        with self._locked(fcntl.LOCK_SH):
+            try:
+                fd = os.open(self._path, os.O_RDONLY | os.O_NOFOLLOW)
+            except FileNotFoundError:
+                return None
+            except OSError as exc:
+                raise TokenStoreError(f"cannot open token file {self._path}: {exc}") from exc
+            with os.fdopen(fd, "rb") as file:
+                mode = os.fstat(file.fileno()).st_mode
+                if mode & (stat.S_IRWXG | stat.S_IRWXO):
+                    raise TokenStoreError(
+                        f"token file {self._path} is accessible by other users "
+                        f"(mode {stat.S_IMODE(mode):o}); expected {_FILE_MODE:o}"
+                    )
+                raw = file.read()
+        return _decode(raw, self._wall_clock(), self._path)
+
+    def save(self, tokens: Tokens) -> None:
+        """Atomically replace the stored pair with `tokens` (mode 0600).
+
+        Raises:
+            TokenStoreError: The file cannot be written.
+        """
+        data = _encode(tokens, self._wall_clock())
+        with self._locked(fcntl.LOCK_EX):
+            try:
+                self._write(data)
+            except OSError as exc:
+                raise TokenStoreError(f"cannot write token file {self._path}: {exc}") from exc
+
+    def clear(self) -> None:
+        """Remove the stored pair (e.g. on logout)."""
+        with self._locked(fcntl.LOCK_EX):
+            with contextlib.suppress(FileNotFoundError):
+                self._path.unlink()
+
+    def _write(self, data: bytes) -> None:
+        fd, tmp = tempfile.mkstemp(dir=self._path.parent, prefix=f".{self._path.name}.")
+        try:
+            os.fchmod(fd, _FILE_MODE)
+            with os.fdopen(fd, "wb") as file:
+                file.write(data)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(tmp, self._path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        _fsync_dir(self._path.parent)
+
+    @contextlib.contextmanager
+    def _locked(self, operation: int) -> Iterator[None]:
+        try:
+            self._path.parent.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
+            fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, _FILE_MODE)
+        except OSError as exc:
+            raise TokenStoreError(f"cannot open lock file {self._lock_path}: {exc}") from exc
+        try:
+            fcntl.flock(fd, operation)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+
+def _encode(tokens: Tokens, now: float) -> bytes:
+    record = {
+        "version": _FORMAT_VERSION,
+        "saved_at": now,
+        "access_token": tokens.access_token,
+        "refresh_token": tokens.refresh_token,
+        "expires_in": tokens.expires_in,
+        "refresh_expires_in": tokens.refresh_expires_in,
+        "lifetime": tokens.full_lifetime,
+        "scopes": list(tokens.scopes),
+        "session_id": tokens.session_id,
+    }
+    return json.dumps(record, indent=2).encode() + b"\n"
+
+
+def _decode(raw: bytes, now: float, path: Path) -> Tokens:
+    try:
+        record: dict[str, Any] = json.loads(raw)
+        if record.get("version") != _FORMAT_VERSION:
+            raise ValueError(f"unknown format version {record.get('version')!r}")
+        elapsed = max(0.0, now - float(record["saved_at"]))
+        refresh_expires_in = record.get("refresh_expires_in")
+        return Tokens(
+            access_token=str(record["access_token"]),
+            refresh_token=str(record["refresh_token"]),
+            expires_in=max(0.0, float(record["expires_in"]) - elapsed),
+            refresh_expires_in=(
+                None
+                if refresh_expires_in is None
+                else max(0.0, float(refresh_expires_in) - elapsed)
+            ),
+            lifetime=float(record["lifetime"]),
+            scopes=tuple(str(scope) for scope in record.get("scopes", ())),
+            session_id=str(record.get("session_id", "")),
+        )
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise TokenStoreError(f"token file {path} is corrupt: {exc}") from exc
+
+
+def _fsync_dir(directory: Path) -> None:
+    # The rename is durable only once the directory entry is on disk.
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

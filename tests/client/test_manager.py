@@ -1,0 +1,181 @@
+"""TokenManager policy with an injected clock and an in-process fake transport.
+
+Everything here is also covered end to end against the real authsvc in test_manager_e2e.py.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from authsvc_client import (
+    AuthServiceUnavailable,
+    Credentials,
+    FileTokenStore,
+    ReauthenticationRequired,
+    TokenManager,
+    Tokens,
+    TokenState,
+)
+
+from tests.client.fakes import FakeAuthsvc, ManualClock
+
+CREDS = Credentials.service_account("svc", "s3cret")
+
+
+def make(
+    fake: FakeAuthsvc, clock: ManualClock, sleeps: list[float] | None = None, **kwargs: object
+) -> TokenManager:
+    record = sleeps if sleeps is not None else []
+    return TokenManager(
+        fake,
+        clock=clock,
+        random=lambda: 0.0,
+        sleep=record.append,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def test_logs_in_once_then_reuses_the_token_until_the_margin() -> None:
+    fake, clock = FakeAuthsvc(lifetime=900), ManualClock()
+    manager = make(fake, clock, credentials=CREDS)
+    assert manager.access_token() == "at1"
+    clock.advance(900 - 90 - 1)  # just before the 90 s margin
+    assert manager.access_token() == "at1"
+    assert manager.state() is TokenState.FRESH
+    clock.advance(1)
+    assert manager.state() is TokenState.STALE
+    assert manager.access_token() == "at2"
+    assert fake.calls == ["Login", "Refresh"]
+
+
+def test_short_lived_token_is_not_refreshed_on_every_call() -> None:
+    fake, clock = FakeAuthsvc(lifetime=3), ManualClock()
+    manager = make(fake, clock, credentials=CREDS)
+    for _ in range(10):
+        manager.access_token()
+        clock.advance(0.1)
+    assert fake.calls == ["Login"]
+
+
+def test_rotation_keeps_only_the_newest_refresh_token() -> None:
+    fake, clock = FakeAuthsvc(lifetime=60), ManualClock()
+    manager = make(fake, clock, tokens=Tokens("at0", "rt0", expires_in=60))
+    fake.live.add("rt0")
+    for _ in range(5):
+        clock.advance(60)
+        manager.access_token()
+    assert fake.calls == ["Refresh"] * 5  # a retired token would have been rejected
+    assert manager.tokens is not None and manager.tokens.refresh_token == "rt5"
+
+
+def test_threads_share_one_refresh() -> None:
+    fake, clock = FakeAuthsvc(lifetime=60), ManualClock()
+    manager = make(fake, clock, credentials=CREDS)
+    manager.access_token()
+    clock.advance(61)  # expired: everybody must wait for the new token
+    fake.gate = threading.Event()
+    fake.entered.clear()
+    results: list[str] = []
+    threads = [threading.Thread(target=lambda: results.append(manager.access_token()))
+               for _ in range(50)]  # fmt: skip
+    for thread in threads:
+        thread.start()
+    assert fake.entered.wait(timeout=10)
+    fake.gate.set()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert results == ["at2"] * 50
+    assert fake.calls == ["Login", "Refresh"]
+
+
+def test_rejected_refresh_logs_in_again_with_credentials() -> None:
+    fake, clock = FakeAuthsvc(lifetime=60), ManualClock()
+    manager = make(fake, clock, credentials=CREDS)
+    manager.access_token()
+    fake.live.clear()  # the session was revoked
+    clock.advance(61)
+    assert manager.access_token() == "at2"
+    assert fake.calls == ["Login", "Refresh", "Login"]
+
+
+def test_rejected_refresh_without_credentials_requires_reauthentication() -> None:
+    fake, clock = FakeAuthsvc(lifetime=60), ManualClock()
+    manager = make(fake, clock, tokens=Tokens("at0", "rt0", expires_in=60))
+    clock.advance(61)
+    with pytest.raises(ReauthenticationRequired):
+        manager.access_token()
+    with pytest.raises(ReauthenticationRequired):
+        manager.access_token()
+    assert fake.calls == ["Refresh"]  # the dead session is not tried again
+    assert manager.tokens is None
+
+
+def test_transient_failure_keeps_the_valid_token_and_backs_off() -> None:
+    fake, clock = FakeAuthsvc(lifetime=900), ManualClock()
+    manager = make(fake, clock, credentials=CREDS)
+    manager.access_token()
+    clock.advance(850)  # stale but valid
+    fake.failures = [AuthServiceUnavailable("down")]
+    assert manager.access_token() == "at1"
+    assert manager.access_token() == "at1"  # within the backoff: no new attempt
+    assert fake.calls == ["Login", "Refresh"]
+    clock.advance(1)
+    assert manager.access_token() == "at2"
+
+
+def test_transient_failures_without_a_valid_token_are_retried_with_backoff() -> None:
+    fake, clock = FakeAuthsvc(lifetime=60), ManualClock()
+    sleeps: list[float] = []
+    manager = make(fake, clock, sleeps, credentials=CREDS)
+    manager.access_token()
+    clock.advance(61)
+    fake.failures = [AuthServiceUnavailable("down")] * 2
+    assert manager.access_token() == "at2"
+    assert sleeps == [0.25, 0.5]  # equal jitter at 0: half of 0.5 s, then of 1 s
+    fake.failures = [AuthServiceUnavailable("down")] * 10
+    clock.advance(61)
+    with pytest.raises(AuthServiceUnavailable):
+        manager.access_token()
+    assert fake.calls.count("Refresh") == 3 + 4
+
+
+def test_forced_refresh_once_then_rate_limited() -> None:
+    fake, clock = FakeAuthsvc(lifetime=900), ManualClock()
+    manager = make(fake, clock, credentials=CREDS)
+    first = manager.access_token()
+    second = manager.token_after_rejection(first)
+    assert second == "at2"
+    assert manager.token_after_rejection(second) is None  # a fresh forced token: no storm
+    clock.advance(31)
+    assert manager.token_after_rejection(second) == "at3"
+    assert manager.token_after_rejection(first) == "at3"  # already replaced: no refresh
+    assert fake.calls == ["Login", "Refresh", "Refresh"]
+
+
+def test_listeners_and_store_see_every_new_pair(tmp_path: Path) -> None:
+    fake, clock = FakeAuthsvc(lifetime=60), ManualClock()
+    seen: list[Tokens] = []
+    store = FileTokenStore(tmp_path / "tokens.json")
+    manager = make(fake, clock, credentials=CREDS, store=store, listeners=[seen.append])
+    manager.access_token()
+    clock.advance(61)
+    manager.access_token()
+    assert [t.access_token for t in seen] == ["at1", "at2"]
+    stored = store.load()
+    assert stored is not None and stored.refresh_token == "rt2"
+
+
+def test_rotation_by_another_process_is_adopted_instead_of_reusing(tmp_path: Path) -> None:
+    fake, clock = FakeAuthsvc(lifetime=60), ManualClock()
+    path = tmp_path / "tokens.json"
+    one = make(fake, clock, credentials=CREDS, store=FileTokenStore(path))
+    two = make(fake, clock, store=FileTokenStore(path))  # no credentials: must share
+    one.access_token()
+    assert two.access_token() == "at1"
+    clock.advance(61)
+    assert one.access_token() == "at2"
+    clock.advance(1)
+    assert two.access_token() == "at2"  # read from the store, not Refresh with rt1
+    assert fake.calls == ["Login", "Refresh"]
