@@ -111,13 +111,16 @@ class CountingInterceptor(grpc.aio.ServerInterceptor):
 
     def __init__(self) -> None:
         self.counts: collections.Counter[str] = collections.Counter()
+        self.changed = threading.Condition()
 
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
-        self.counts[handler_call_details.method.rsplit("/", 1)[-1]] += 1
+        with self.changed:
+            self.counts[handler_call_details.method.rsplit("/", 1)[-1]] += 1
+            self.changed.notify_all()
         return await continuation(handler_call_details)
 
 
@@ -180,11 +183,19 @@ class Harness:
         await self.server.start()
         self._started.set()
         await self._stop.wait()
-        await self.server.stop(grace=1.0)
+        await self.server.stop(grace=10.0)
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run a coroutine on the server's loop and return its result."""
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=30)
+
+    def wait_for_calls(self, method: str, count: int, timeout: float = 30) -> None:
+        """Block until the server has received `count` calls of `method` (no polling)."""
+        with self._counter.changed:
+            if not self._counter.changed.wait_for(
+                lambda: self.rpc_counts[method] >= count, timeout=timeout
+            ):
+                raise TimeoutError(f"server saw {self.rpc_counts[method]} {method} calls")
 
     @property
     def store(self) -> Any:
@@ -218,11 +229,15 @@ class Harness:
     def start_redis(self) -> None:
         self.redis.start()
 
-    def close(self) -> None:
-        self.channel.close()
+    def stop_server(self) -> None:
+        """Gracefully stop the server (in-flight calls finish) and wait for it."""
         if self._stop is not None and self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(timeout=30)
+
+    def close(self) -> None:
+        self.stop_server()
+        self.channel.close()
         if self._owns_redis:
             self.redis.stop()
 

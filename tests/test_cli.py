@@ -44,8 +44,16 @@ def env(authsvc_server: Harness) -> dict[str, str]:
 
 
 def test_shell_flow_add_login_validate_refresh_revoke(env: dict[str, str]) -> None:
-    out = cli(env, "user", "add", "alice", "--scopes", "read,write", "--password-stdin",
-              stdin="s3cret pass\ns3cret pass\n")  # fmt: skip
+    out = cli(
+        env,
+        "user",
+        "add",
+        "alice",
+        "--scopes",
+        "read,write",
+        "--password-stdin",
+        stdin="s3cret pass\ns3cret pass\n",
+    )
     assert "alice created" in out.stdout
     assert "alice\tuser\tactive\tread write" in cli(env, "user", "list").stdout
     pair = json.loads(cli(env, "login", "alice", "--password-stdin", stdin="s3cret pass\n").stdout)
@@ -74,8 +82,12 @@ def test_wrong_password_and_duplicates_are_clear_errors(env: dict[str, str]) -> 
 def test_disable_and_passwd_end_sessions(env: dict[str, str]) -> None:
     cli(env, "user", "add", "carol", "--password-stdin", stdin="pw-carol\npw-carol\n")
     pair = json.loads(cli(env, "login", "carol", "--password-stdin", stdin="pw-carol\n").stdout)
-    assert "1 session(s) ended" in cli(env, "user", "passwd", "carol", "--password-stdin",
-                                       stdin="pw-new-1\npw-new-1\n").stdout  # fmt: skip
+    assert (
+        "1 session(s) ended"
+        in cli(
+            env, "user", "passwd", "carol", "--password-stdin", stdin="pw-new-1\npw-new-1\n"
+        ).stdout
+    )
     assert json.loads(cli(env, "validate", pair["accessToken"]).stdout)["reason"] == (
         "INVALID_REASON_REVOKED"
     )
@@ -99,9 +111,13 @@ def test_client_add_prints_a_secret_that_logs_in(env: dict[str, str]) -> None:
 
 
 def test_bad_configuration_fails_at_start_naming_the_setting(env: dict[str, str]) -> None:
-    for name, value in [("AUTHSVC_ACCESS_TTL_SECONDS", "soon"), ("AUTHSVC_LISTEN", "nowhere"),
-                        ("AUTHSVC_SIGNING_ALG", "HS256"), ("AUTHSVC_REFRESH_GRACE_SECONDS", "61"),
-                        ("AUTHSVC_NO_SUCH_THING", "1")]:  # fmt: skip
+    for name, value in [
+        ("AUTHSVC_ACCESS_TTL_SECONDS", "soon"),
+        ("AUTHSVC_LISTEN", "nowhere"),
+        ("AUTHSVC_SIGNING_ALG", "HS256"),
+        ("AUTHSVC_REFRESH_GRACE_SECONDS", "61"),
+        ("AUTHSVC_NO_SUCH_THING", "1"),
+    ]:
         result = cli({**env, name: value}, "serve", check=False)
         assert result.returncode == 2 and name in result.stderr, result.stderr
         assert "Traceback" not in result.stderr
@@ -121,8 +137,9 @@ def test_serve_with_embedded_redis_and_graceful_sigterm(short_dir: Path) -> None
     # Admin command with no Redis configured: starts the embedded one, and stops it after.
     cli(env, "user", "add", "dave", "--password-stdin", stdin="pw-dave-1\npw-dave-1\n")
     assert not (short_dir / "redis" / "redis.sock").exists()
-    server = subprocess.Popen([AUTHSVC, "serve"], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)  # fmt: skip
+    server = subprocess.Popen(
+        [AUTHSVC, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             grpc.channel_ready_future(channel).result(timeout=30)

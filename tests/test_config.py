@@ -20,9 +20,13 @@ def test_defaults() -> None:
 
 
 def test_env_then_flags() -> None:
-    env = {"AUTHSVC_LISTEN": "0.0.0.0:6000", "AUTHSVC_ACCESS_TTL_SECONDS": "60",
-           "AUTHSVC_AUDIENCES": "billing, search", "AUTHSVC_SIGNING_ALG": "es256",
-           "AUTHSVC_DATA_DIR": "/srv/authsvc"}  # fmt: skip
+    env = {
+        "AUTHSVC_LISTEN": "0.0.0.0:6000",
+        "AUTHSVC_ACCESS_TTL_SECONDS": "60",
+        "AUTHSVC_AUDIENCES": "billing, search",
+        "AUTHSVC_SIGNING_ALG": "es256",
+        "AUTHSVC_DATA_DIR": "/srv/authsvc",
+    }
     s = load_settings(env=env, overrides={"listen": "127.0.0.1:7000", "workers": "2"})
     assert s.listen == "127.0.0.1:7000" and s.workers == 2 and s.access_ttl_seconds == 60
     assert s.allowed_audiences == {"authsvc", "billing", "search"}

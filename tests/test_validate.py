@@ -41,8 +41,14 @@ def signing_key(h: Harness) -> tuple[Any, str]:
     return serialization.load_pem_private_key(pem, password=None), kid
 
 
-def forge(h: Harness, login: auth_pb2.LoginResponse, headers: dict[str, Any] | None = None,
-          key: Any = None, alg: str = "EdDSA", **changes: Any) -> str:  # fmt: skip
+def forge(
+    h: Harness,
+    login: auth_pb2.LoginResponse,
+    headers: dict[str, Any] | None = None,
+    key: Any = None,
+    alg: str = "EdDSA",
+    **changes: Any,
+) -> str:
     """Re-sign the login's claims with `changes` using our key (or `key`)."""
     claims = jwt.decode(login.access_token, options={"verify_signature": False})
     claims.update(changes)
@@ -97,19 +103,34 @@ def test_validate_reasons(authsvc_server: Harness, login: Any) -> None:
 def test_alg_none_and_hmac_confusion_are_refused(authsvc_server: Harness, login: Any) -> None:
     h = authsvc_server
     header, payload, _ = login.access_token.split(".")
-    none_header = base64.urlsafe_b64encode(
-        json.dumps({"alg": "none", "typ": "at+jwt", "kid": jwt.get_unverified_header(
-            login.access_token)["kid"]}).encode()
-    ).rstrip(b"=").decode()  # fmt: skip
+    none_header = (
+        base64.urlsafe_b64encode(
+            json.dumps(
+                {
+                    "alg": "none",
+                    "typ": "at+jwt",
+                    "kid": jwt.get_unverified_header(login.access_token)["kid"],
+                }
+            ).encode()
+        )
+        .rstrip(b"=")
+        .decode()
+    )
     assert validate(h, f"{none_header}.{payload}.").reason == R.INVALID_REASON_BAD_SIGNATURE
     jwks = h.stub.GetJwks(auth_pb2.GetJwksRequest()).jwks_json
     import hashlib
     import hmac
 
     signing_input = f"{header}.{payload}".encode()
-    hs_header = base64.urlsafe_b64encode(json.dumps(
-        {"alg": "HS256", "typ": "at+jwt", "kid": json.loads(jwks)["keys"][0]["kid"]}
-    ).encode()).rstrip(b"=").decode()  # fmt: skip
+    hs_header = (
+        base64.urlsafe_b64encode(
+            json.dumps(
+                {"alg": "HS256", "typ": "at+jwt", "kid": json.loads(jwks)["keys"][0]["kid"]}
+            ).encode()
+        )
+        .rstrip(b"=")
+        .decode()
+    )
     signing_input = f"{hs_header}.{payload}".encode()
     sig = hmac.new(jwks.encode(), signing_input, hashlib.sha256).digest()
     forged = f"{hs_header}.{payload}." + base64.urlsafe_b64encode(sig).rstrip(b"=").decode()
@@ -124,8 +145,13 @@ def test_expiry_and_not_before_follow_the_clock_with_leeway(
     assert validate(h, login.access_token).valid
     h.clock.advance(2)
     assert validate(h, login.access_token).reason == R.INVALID_REASON_EXPIRED
-    future = forge(h, login, nbf=int(time.time()) + 3600, iat=int(time.time()) + 3600,
-                   exp=int(time.time()) + 7200)  # fmt: skip
+    future = forge(
+        h,
+        login,
+        nbf=int(time.time()) + 3600,
+        iat=int(time.time()) + 3600,
+        exp=int(time.time()) + 7200,
+    )
     assert validate(h, future).reason == R.INVALID_REASON_NOT_YET_VALID
 
 
