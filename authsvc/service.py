@@ -161,6 +161,7 @@ class AuthService:
             raise InvalidCredentials()
         granted = asked or account.scopes
         if not set(granted) <= set(account.scopes):
+            await self._store.reset_failures(username)  # the password was right
             raise ScopeNotAllowed("requested scopes are not allowed for this account")
         sid = new_session_id()
         refresh = new_refresh_token(username, sid)

@@ -246,6 +246,11 @@ class RedisStore:
         return LoginGate(0, account)
 
     @_store_call
+    async def reset_failures(self, name: str) -> None:
+        """Forget failed logins of `name` (after a correct password)."""
+        await self._idempotent(lambda: self._r.delete(fails_key(name)))
+
+    @_store_call
     async def finish_login(
         self,
         name: str,

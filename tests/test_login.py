@@ -154,3 +154,13 @@ def test_get_jwks_publishes_the_signing_key(authsvc_server: Harness) -> None:
     key = jwt.PyJWKSet.from_json(jwks)[jwt.get_unverified_header(token)["kid"]]
     claims = jwt.decode(token, key.key, algorithms=["EdDSA"], audience="authsvc")
     assert claims["sub"] == "alice"
+
+
+def test_scope_denial_after_a_right_password_is_not_a_failed_guess(authsvc_server: Harness) -> None:
+    h = authsvc_server
+    h.create_user("alice", PASSWORD, scopes=("read",))
+    for _ in range(12):
+        with pytest.raises(grpc.RpcError) as excinfo:
+            h.login("alice", PASSWORD, scopes=["admin"])
+        assert _code(excinfo) == grpc.StatusCode.PERMISSION_DENIED
+    assert h.login("alice", PASSWORD).access_token
