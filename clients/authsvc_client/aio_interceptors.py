@@ -61,15 +61,11 @@ async def _rest(call: Any, first: Any) -> AsyncIterator[Any]:
         yield message
 
 
-class AsyncAuthInterceptor(
-    grpc.aio.UnaryUnaryClientInterceptor,
-    grpc.aio.UnaryStreamClientInterceptor,
-    grpc.aio.StreamUnaryClientInterceptor,
-    grpc.aio.StreamStreamClientInterceptor,
-):
-    """Bearer-token interceptor for all four kinds of call on a `grpc.aio` channel.
+class AsyncAuthInterceptor:
+    """Bearer-token interception for all four kinds of call on a `grpc.aio` channel.
 
-    Pass it in `interceptors=[...]` when creating the channel, or use
+    A `grpc.aio` channel files each interceptor object under one call kind only, so pass
+    `interceptors()` (four adapters) when creating the channel, or use
     `authsvc_client.aio_secure_channel` / `aio_insecure_channel`, which also check that the
     channel is encrypted or local.
 
@@ -79,6 +75,15 @@ class AsyncAuthInterceptor(
 
     def __init__(self, tokens: AsyncTokenSource) -> None:
         self._tokens = tokens
+
+    def interceptors(self) -> list[grpc.aio.ClientInterceptor]:
+        """One adapter per call kind, for `grpc.aio.*_channel(interceptors=...)`."""
+        return [
+            _UnaryUnary(self),
+            _UnaryStream(self),
+            _StreamUnary(self),
+            _StreamStream(self),
+        ]
 
     async def intercept_unary_unary(
         self,
@@ -171,3 +176,47 @@ class AsyncAuthInterceptor(
                 raise
             return await continuation(_authorized(details, retry_token), request)
         return _rest(call, first)
+
+
+class _UnaryUnary(grpc.aio.UnaryUnaryClientInterceptor):
+    def __init__(self, auth: AsyncAuthInterceptor) -> None:
+        self._auth = auth
+
+    async def intercept_unary_unary(
+        self, continuation: _Continuation, client_call_details: Any, request: Any
+    ) -> Any:
+        return await self._auth.intercept_unary_unary(continuation, client_call_details, request)
+
+
+class _UnaryStream(grpc.aio.UnaryStreamClientInterceptor):
+    def __init__(self, auth: AsyncAuthInterceptor) -> None:
+        self._auth = auth
+
+    async def intercept_unary_stream(
+        self, continuation: _Continuation, client_call_details: Any, request: Any
+    ) -> Any:
+        return await self._auth.intercept_unary_stream(continuation, client_call_details, request)
+
+
+class _StreamUnary(grpc.aio.StreamUnaryClientInterceptor):
+    def __init__(self, auth: AsyncAuthInterceptor) -> None:
+        self._auth = auth
+
+    async def intercept_stream_unary(
+        self, continuation: _Continuation, client_call_details: Any, request_iterator: Any
+    ) -> Any:
+        return await self._auth.intercept_stream_unary(
+            continuation, client_call_details, request_iterator
+        )
+
+
+class _StreamStream(grpc.aio.StreamStreamClientInterceptor):
+    def __init__(self, auth: AsyncAuthInterceptor) -> None:
+        self._auth = auth
+
+    async def intercept_stream_stream(
+        self, continuation: _Continuation, client_call_details: Any, request_iterator: Any
+    ) -> Any:
+        return await self._auth.intercept_stream_stream(
+            continuation, client_call_details, request_iterator
+        )

@@ -114,7 +114,7 @@ def aio_secure_channel(
         target,
         credentials or grpc.ssl_channel_credentials(),
         options=options,
-        interceptors=[AsyncAuthInterceptor(tokens)],
+        interceptors=AsyncAuthInterceptor(tokens).interceptors(),
     )
 
 
@@ -128,5 +128,5 @@ def aio_insecure_channel(
     """A `grpc.aio` clear-text channel with bearer tokens; see `insecure_channel`."""
     require_transport_security(target, allow_insecure=allow_insecure)
     return grpc.aio.insecure_channel(
-        target, options=options, interceptors=[AsyncAuthInterceptor(tokens)]
+        target, options=options, interceptors=AsyncAuthInterceptor(tokens).interceptors()
     )
