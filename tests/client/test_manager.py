@@ -179,3 +179,28 @@ def test_rotation_by_another_process_is_adopted_instead_of_reusing(tmp_path: Pat
     clock.advance(1)
     assert two.access_token() == "at2"  # read from the store, not Refresh with rt1
     assert fake.calls == ["Login", "Refresh"]
+
+
+def test_after_a_refused_refresh_the_store_is_read_again_before_logging_in(
+    tmp_path: Path,
+) -> None:
+    fake, clock = FakeAuthsvc(lifetime=60), ManualClock()
+    store = FileTokenStore(tmp_path / "tokens.json")
+    manager = make(fake, clock, credentials=CREDS, store=store)
+    manager.access_token()  # at1/rt1, saved
+    # Another process rotates right after this one's pre-refresh read of the store.
+    reads = 0
+    real_load = store.load
+
+    def racy_load() -> Tokens | None:
+        nonlocal reads
+        reads += 1
+        if reads == 1:
+            return real_load()
+        return Tokens("at-other", "rt-other", expires_in=60)
+
+    store.load = racy_load  # type: ignore[method-assign]
+    fake.live.discard("rt1")  # retired by the other process
+    clock.advance(61)
+    assert manager.access_token() == "at-other"
+    assert fake.calls == ["Login", "Refresh"]  # refused once, then adopted; no second Login
