@@ -61,6 +61,8 @@ class Settings:
     login_throttle_base_seconds: float = 1.0
     login_throttle_max_seconds: float = 900.0
     health_interval_seconds: float = 1.0
+    #: Follow revocation events so Validate needs no Redis read in the steady state.
+    revocation_view: bool = True
     workers: int = 1
     grace_shutdown_seconds: float = 10.0
 
@@ -124,6 +126,15 @@ def _redis_url(raw: str) -> str:
     return raw
 
 
+def _boolean(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be true or false")
+
+
 def _csv(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
@@ -156,6 +167,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "login_throttle_base_seconds": _positive_float(0.0, 3600.0),
     "login_throttle_max_seconds": _positive_float(0.0, 86400.0),
     "health_interval_seconds": _positive_float(0.0, 60.0),
+    "revocation_view": _boolean,
     "workers": _positive_int(1, 256),
     "grace_shutdown_seconds": _positive_float(0.0, 600.0),
 }

@@ -23,6 +23,7 @@ from authsvc.config import Settings
 from authsvc.embedded_redis import EmbeddedRedis
 from authsvc.keys import load_or_create_keyset
 from authsvc.passwords import PasswordHasher
+from authsvc.revocation_view import RevocationView
 from authsvc.rpc import AuthServicer
 from authsvc.service import AuthService
 from authsvc.store import RedisStore
@@ -76,7 +77,14 @@ class AuthServer:
             settings.signing_key_file,
             settings.verify_key_files,
         )
-        self.service = AuthService(settings, self._store, keys, self._hasher, clock)
+        self.view = (
+            RevocationView(
+                redis_url, settings.health_interval_seconds, settings.redis_connect_timeout
+            )
+            if settings.revocation_view
+            else None
+        )
+        self.service = AuthService(settings, self._store, keys, self._hasher, clock, self.view)
         self._health = HealthServicer()
         self._health_wakeup = asyncio.Event()
         self._monitor: asyncio.Task[None] | None = None
@@ -106,6 +114,8 @@ class AuthServer:
         await self._set_health(await self.service.healthy())
         await self._server.start()
         self._monitor = asyncio.create_task(self._monitor_redis())
+        if self.view is not None:
+            self.view.start()
         return self.port
 
     async def _set_health(self, up: bool) -> None:
@@ -140,6 +150,8 @@ class AuthServer:
         """Stop accepting calls, let in-flight calls finish within `grace`, close Redis."""
         await self._health.enter_graceful_shutdown()
         await self._server.stop(self.settings.grace_shutdown_seconds if grace is None else grace)
+        if self.view is not None:
+            await self.view.stop()
         if self._monitor is not None:
             self._monitor.cancel()
             with contextlib.suppress(asyncio.CancelledError):

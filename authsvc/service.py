@@ -26,7 +26,13 @@ from authsvc.errors import (
 )
 from authsvc.keys import KeySet
 from authsvc.passwords import MAX_SECRET_BYTES, PasswordHasher
-from authsvc.store import RedisStore
+from authsvc.revocation_view import RevocationView
+from authsvc.store import (
+    RedisStore,
+    session_ended_event,
+    token_revoked_event,
+    user_ended_event,
+)
 from authsvc.tokens import (
     MAX_TOKEN_LENGTH,
     AccessClaims,
@@ -114,8 +120,10 @@ class AuthService:
         keys: KeySet,
         hasher: PasswordHasher,
         clock: Clock = system_clock,
+        view: RevocationView | None = None,
     ) -> None:
         self._s = settings
+        self._view = view
         self._store = store
         self._hasher = hasher
         self._clock = clock
@@ -274,10 +282,12 @@ class AuthService:
             if retried is None:
                 raise InvalidRefreshToken()
             answer = retried
-        elif outcome == "reuse":
+        elif outcome in ("reuse", "invalid") and self._view is not None:
+            self._view.apply(session_ended_event(name, sid))
+        if outcome == "reuse":
             log.warning("refresh token reused; session ended", extra={"event": "reuse", "sid": sid})
             raise InvalidRefreshToken()
-        elif outcome != "rotated":
+        elif outcome not in ("rotated", "grace"):
             raise InvalidRefreshToken()
         return IssuedTokens(
             str(answer["a"]),
@@ -309,11 +319,17 @@ class AuthService:
             return Validation(False, exc.reason)
         if required_scopes and not set(required_scopes) <= set(claims.scopes):
             return Validation(False, Invalid.INSUFFICIENT_SCOPE)
+        view = self._view
+        if view is not None and view.is_alive(claims.subject, claims.session_id, claims.token_id):
+            return Validation(True, None, claims)
+        generation = view.generation if view is not None else 0
         state = await self._store.access_token_state(
             claims.subject, claims.session_id, claims.token_id
         )
         if state != "ok":
             return Validation(False, Invalid.REVOKED)
+        if view is not None:
+            view.remember(claims.subject, claims.session_id, claims.token_id, generation)
         return Validation(True, None, claims)
 
     # -- Revoke -----------------------------------------------------------------------
@@ -334,23 +350,36 @@ class AuthService:
             parsed = parse_refresh_token(token)
             if parsed is None or not NAME_RE.match(parsed.subject):
                 return
-            await self._store.revoke_by_refresh(
-                parsed.subject, parsed.session_id, token_digest(token), what is RevokeWhat.USER
-            )
+            everything = what is RevokeWhat.USER
+            if await self._store.revoke_by_refresh(
+                parsed.subject, parsed.session_id, token_digest(token), everything
+            ):
+                self._apply(
+                    user_ended_event(parsed.subject)
+                    if everything
+                    else session_ended_event(parsed.subject, parsed.session_id)
+                )
             return
         now = self._clock()
         try:
             claims = self._codec.verify(token, now)
         except TokenInvalid:
             return  # expired, forged or malformed: nothing to revoke
+        sub, sid = claims.subject, claims.session_id
         if what is RevokeWhat.USER:
-            await self._store.revoke_user(claims.subject)
+            await self._store.revoke_user(sub)
+            self._apply(user_ended_event(sub))
         elif what is RevokeWhat.SESSION:
-            await self._store.revoke_session(claims.subject, claims.session_id)
+            await self._store.revoke_session(sub, sid)
+            self._apply(session_ended_event(sub, sid))
         else:
-            await self._store.revoke_access_token(
-                claims.subject, claims.session_id, claims.token_id, claims.expires_at
-            )
+            await self._store.revoke_access_token(sub, sid, claims.token_id, claims.expires_at)
+            self._apply(token_revoked_event(sub, sid, claims.token_id))
+
+    def _apply(self, event: str) -> None:
+        """Apply our own revocation to the local view at once (the pub/sub copy follows)."""
+        if self._view is not None:
+            self._view.apply(event)
 
     async def healthy(self) -> bool:
         """True when the store answers."""

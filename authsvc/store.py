@@ -18,6 +18,7 @@ access token issued in it), so Validate's revocation check is one HMGET.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import random
@@ -37,7 +38,23 @@ T = TypeVar("T")
 
 _PREFIX = "authsvc:"
 USERS_INDEX = _PREFIX + "users"
+REVOCATIONS_CHANNEL = _PREFIX + "revocations"
 KEEP_RETIRED = 8
+
+
+def session_ended_event(name: str, sid: str) -> str:
+    """Revocation event: one session (and all its tokens) ended."""
+    return f"s|{name}|{sid}"
+
+
+def user_ended_event(name: str) -> str:
+    """Revocation event: every session of a user ended."""
+    return f"u|{name}"
+
+
+def token_revoked_event(name: str, sid: str, jti: str) -> str:
+    """Revocation event: one access token revoked."""
+    return f"t|{name}|{sid}|{jti}"
 
 
 def user_key(name: str) -> str:
@@ -101,6 +118,9 @@ def _store_call(func: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
         try:
             return await func(*args, **kwargs)
         except _UNAVAILABLE_ERRORS as exc:
+            store = args[0]
+            if isinstance(store, RedisStore):
+                await store.drop_idle_connections()
             raise StoreUnavailable() from exc
         except redis.exceptions.RedisError as exc:  # READONLY, LOADING, OOM, ...
             raise StoreUnavailable(f"token store error: {type(exc).__name__}") from exc
@@ -155,6 +175,25 @@ class RedisStore:
         """Close the connection pool."""
         await self._r.aclose()
 
+    def pubsub(self) -> aioredis.client.PubSub:
+        """A pub/sub connection for the revocation events."""
+        return self._r.pubsub()
+
+    async def _events_flushed(self) -> None:
+        """Return once Redis has written a just-published revocation event to every
+        subscriber.
+
+        Redis may answer the publishing script before it writes the event to the other
+        subscribers' sockets (all within one event-loop pass). A PING is processed only in
+        a later pass, so its answer proves the event is on its way to every instance."""
+        await self._r.ping()
+
+    async def drop_idle_connections(self) -> None:
+        """Close pooled connections after a connection error: after a Redis restart they
+        are all dead, and each would otherwise fail one more call."""
+        with contextlib.suppress(Exception):
+            await self._r.connection_pool.disconnect(inuse_connections=False)
+
     async def _idempotent(self, op: Callable[[], Awaitable[T]]) -> T:
         """Run `op`, retrying connection failures; only for operations safe to repeat."""
         for attempt in range(self._retries + 1):
@@ -163,6 +202,7 @@ class RedisStore:
             except _UNAVAILABLE_ERRORS:
                 if attempt == self._retries:
                     raise
+                await self.drop_idle_connections()
                 await asyncio.sleep(min(0.5, 0.02 * 2**attempt) * random.random())  # noqa: S311
         raise AssertionError("unreachable")
 
@@ -220,10 +260,18 @@ class RedisStore:
         """Set an account field and end all its sessions atomically; returns sessions ended."""
         n = await self._update_user(
             keys=[user_key(name), sessions_key(name), session_key(name, "x")],
-            args=[field, value, "x", "1" if bump_pwver else "0"],
+            args=[
+                field,
+                value,
+                "x",
+                "1" if bump_pwver else "0",
+                REVOCATIONS_CHANNEL,
+                user_ended_event(name),
+            ],  # fmt: skip
         )
         if int(n) < 0:
             raise AccountError(f"no account {name!r}")
+        await self._events_flushed()
         return int(n)
 
     # -- login ------------------------------------------------------------------------
@@ -330,9 +378,14 @@ class RedisStore:
                 ttl_ms,
                 sid,
                 KEEP_RETIRED,
+                REVOCATIONS_CHANNEL,
+                session_ended_event(name, sid),
             ],
         )
-        return str(res[0]), str(res[1]) if len(res) > 1 else ""
+        outcome = str(res[0])
+        if outcome in ("reuse", "invalid"):
+            await self._events_flushed()
+        return outcome, str(res[1]) if len(res) > 1 else ""
 
     # -- validate / revoke ------------------------------------------------------------
 
@@ -353,7 +406,9 @@ class RedisStore:
     async def revoke_access_token(self, name: str, sid: str, jti: str, exp_s: int) -> None:
         """Revoke one access token for the rest of its life."""
         keys = [session_key(name, sid)]
-        await self._idempotent(lambda: self._revoke_access(keys=keys, args=["rj:" + jti, exp_s]))
+        args = ["rj:" + jti, str(exp_s), REVOCATIONS_CHANNEL, token_revoked_event(name, sid, jti)]
+        await self._idempotent(lambda: self._revoke_access(keys=keys, args=args))
+        await self._events_flushed()
 
     @_store_call
     async def revoke_session(self, name: str, sid: str) -> None:
@@ -363,22 +418,34 @@ class RedisStore:
             async with self._r.pipeline(transaction=True) as pipe:
                 pipe.delete(session_key(name, sid))
                 pipe.srem(sessions_key(name), sid)
+                pipe.publish(REVOCATIONS_CHANNEL, session_ended_event(name, sid))
                 await pipe.execute()
 
         await self._idempotent(op)
+        await self._events_flushed()
 
     @_store_call
     async def revoke_user(self, name: str) -> int:
         """End every session of `name`; returns how many."""
         keys = [sessions_key(name), session_key(name, "x")]
-        return int(await self._idempotent(lambda: self._revoke_user(keys=keys, args=["x"])))
+        args = ["x", REVOCATIONS_CHANNEL, user_ended_event(name)]
+        ended = int(await self._idempotent(lambda: self._revoke_user(keys=keys, args=args)))
+        await self._events_flushed()
+        return ended
 
     @_store_call
     async def revoke_by_refresh(self, name: str, sid: str, digest: str, everything: bool) -> bool:
         """End the session (or all of the user's) if `digest` is one this session issued."""
         keys = [session_key(name, sid), sessions_key(name), user_key(name)]
-        args = [digest, "user" if everything else "session", sid]
-        return bool(await self._idempotent(lambda: self._revoke_by_refresh(keys=keys, args=args)))
+        event = user_ended_event(name) if everything else session_ended_event(name, sid)
+        args = [digest, "user" if everything else "session", sid, REVOCATIONS_CHANNEL]
+        args.append(event)
+        revoked = bool(
+            await self._idempotent(lambda: self._revoke_by_refresh(keys=keys, args=args))
+        )
+        if revoked:
+            await self._events_flushed()
+        return revoked
 
 
 def _account(name: str, data: dict[str, str]) -> Account:

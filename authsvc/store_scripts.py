@@ -1,5 +1,9 @@
-"""Lua scripts of the Redis store. Each touches only the keys of one user (one hash tag),
-so every script stays in one slot of a Redis Cluster.
+"""Lua scripts of the Redis store.
+
+Every script that ends a session or revokes a token also PUBLISHes a revocation event on
+`authsvc:revocations` in the same atomic step, which keeps the servers' local revocation
+views current (see `authsvc.revocation_view`). Each script touches only the keys of one user
+(one hash tag), so every script stays in one slot of a Redis Cluster.
 
 Times are passed in from the caller's clock (milliseconds or seconds as named), never read
 from Redis, so the logic follows the injected clock; Redis TTLs only collect garbage.
@@ -49,7 +53,7 @@ return 1
 """
 
 # KEYS: session, user, sessions. ARGV: now_ms, presented digest, new digest, grace_until_ms,
-# grace blob, new exp_s, ttl_ms, sid, keep_retired.
+# grace blob, new exp_s, ttl_ms, sid, keep_retired, channel, session-ended event.
 # Returns {'rotated'} | {'grace', blob} | {'reuse'} | {'invalid'}.
 ROTATE = """
 local s = redis.call('HMGET', KEYS[1], 'cur', 'prev', 'gu', 'gb', 'old', 'exp', 'abs')
@@ -58,6 +62,7 @@ local now = tonumber(ARGV[1])
 local function revoke()
   redis.call('DEL', KEYS[1])
   redis.call('SREM', KEYS[3], ARGV[8])
+  redis.call('PUBLISH', ARGV[10], ARGV[11])
 end
 local u = redis.call('HMGET', KEYS[2], 'disabled')
 if u[1] ~= '0' then revoke() return {'invalid'} end
@@ -99,7 +104,8 @@ end
 return {'invalid'}
 """
 
-# KEYS: session, sessions, user. ARGV: digest, scope ('session' | 'user'), sid.
+# KEYS: session, sessions, user. ARGV: digest, scope ('session' | 'user'), sid, channel,
+# event.
 # Revokes only when the digest is one this session issued (current, previous or retired),
 # so a made-up token naming a session id cannot end it.
 REVOKE_BY_REFRESH = """
@@ -122,10 +128,12 @@ else
   redis.call('DEL', KEYS[1])
   redis.call('SREM', KEYS[2], ARGV[3])
 end
+redis.call('PUBLISH', ARGV[4], ARGV[5])
 return 1
 """
 
-# KEYS: sessions, any session key of the user (names the key prefix). ARGV: that sid.
+# KEYS: sessions, any session key of the user (names the key prefix). ARGV: that sid,
+# channel, event.
 # Ends every session of a user ("log out everywhere").
 REVOKE_USER = """
 local prefix = string.sub(KEYS[2], 1, #KEYS[2] - #ARGV[1])
@@ -134,18 +142,21 @@ for _, sid in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   n = n + redis.call('DEL', prefix .. sid)
 end
 redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', ARGV[2], ARGV[3])
 return n
 """
 
-# KEYS: session. ARGV: field ('rj:<jti>'), token exp_s.
+# KEYS: session. ARGV: field ('rj:<jti>'), token exp_s, channel, event.
 # Marks one access token revoked inside its session (gone with the session).
 REVOKE_ACCESS = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PUBLISH', ARGV[3], ARGV[4])
 return 1
 """
 
-# KEYS: user, sessions, any session key prefix probe. ARGV: field, value, probe sid, bump_pwver.
+# KEYS: user, sessions, any session key prefix probe. ARGV: field, value, probe sid, bump_pwver,
+# channel, event.
 # Changes an account field (disabled / pwhash) and ends all its sessions atomically.
 UPDATE_USER_AND_REVOKE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
@@ -157,5 +168,6 @@ for _, sid in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   n = n + redis.call('DEL', prefix .. sid)
 end
 redis.call('DEL', KEYS[2])
+redis.call('PUBLISH', ARGV[5], ARGV[6])
 return n
 """
