@@ -1,0 +1,1 @@
+"""Benchmark harness of authsvc: `python -m bench.run` (or `make bench`); see bench/README.md."""

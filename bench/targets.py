@@ -1,0 +1,134 @@
+"""The issue's targets, each judged PASS or FAIL from the measured figures."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from bench import results as r
+from bench.results import BenchResults
+
+PASS, FAIL, INFO, NOT_RUN = "PASS", "FAIL", "INFO", "NOT RUN"
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """One target: what it asks, what was measured, and the verdict."""
+
+    name: str
+    goal: str
+    measured: str
+    status: str
+
+
+def _ratio_target(
+    name: str, goal: str, value: float | None, limit: float, at_least: bool, detail: str
+) -> Target:
+    if value is None:
+        return Target(name, goal, "not measured", NOT_RUN)
+    ok = value >= limit if at_least else value <= limit
+    return Target(name, goal, f"{value:.2f}x ({detail})", PASS if ok else FAIL)
+
+
+def evaluate(res: BenchResults, scale_workers: int) -> list[Target]:
+    """Judge every target; a target whose figures are missing is NOT RUN."""
+    out: list[Target] = []
+    validate = res.find(r.VALIDATE_VALID, "h2load") or res.find(r.VALIDATE_VALID)
+    health = res.health_for(validate) if validate else None
+    out.append(
+        _ratio_target(
+            "Validate throughput",
+            ">= 0.85 x health Check rate",
+            validate.ratio_to_health if validate else None,
+            0.85,
+            True,
+            f"{validate.rps:.0f} vs {health.rps:.0f} req/s, {validate.generator}"
+            if validate and health
+            else "",
+        )
+    )
+    loaded = res.find(r.VALIDATE_WITH_LOGINS)
+    p99_ratio = loaded.p99_ms / validate.p99_ms if loaded and validate else None
+    out.append(
+        _ratio_target(
+            "Validate p99 under Logins",
+            "p99 with 20 concurrent Logins <= 2x p99 without",
+            p99_ratio,
+            2.0,
+            False,
+            f"p99 {loaded.p99_ms:.2f} vs {validate.p99_ms:.2f} ms" if loaded and validate else "",
+        )
+    )
+    refresh = res.find(r.REFRESH)
+    refresh_base = res.health_for(refresh) if refresh else None
+    out.append(
+        _ratio_target(
+            "Refresh throughput",
+            ">= 0.4 x health Check rate (same generator)",
+            refresh.ratio_to_health if refresh else None,
+            0.4,
+            True,
+            f"{refresh.rps:.0f} vs {refresh_base.rps:.0f} req/s, {refresh.generator}"
+            if refresh and refresh_base
+            else "",
+        )
+    )
+    login = res.find(r.LOGIN)
+    login_ratio = login.rps / res.argon2_rate if login and res.argon2_rate else None
+    out.append(
+        _ratio_target(
+            "Login throughput",
+            ">= 0.9 x bare argon2id verify rate (same threads)",
+            login_ratio,
+            0.9,
+            True,
+            f"{login.rps:.1f} vs {res.argon2_rate:.1f}/s, {res.argon2_threads} threads"
+            if login and res.argon2_rate
+            else "",
+        )
+    )
+    scaled = res.find(r.VALIDATE_VALID, validate.generator if validate else None, scale_workers)
+    if scaled and validate and scale_workers > 1:
+        measured = (
+            f"{scaled.rps / validate.rps:.2f}x ({scaled.rps:.0f} vs {validate.rps:.0f} "
+            f"req/s with --workers {scale_workers} vs 1)"
+        )
+        out.append(Target("--workers scaling", "recorded, not a target", measured, INFO))
+    else:
+        out.append(Target("--workers scaling", "recorded, not a target", "not measured", NOT_RUN))
+    mem = res.session_memory
+    out.append(
+        Target(
+            "Redis memory per session",
+            "<= 1024 bytes per live session",
+            f"{mem.per_session:.0f} B ({mem.live_sessions} live sessions)"
+            if mem
+            else "not measured",
+            (PASS if mem.per_session <= 1024 else FAIL) if mem else NOT_RUN,
+        )
+    )
+    rss = res.rss
+    out.append(
+        Target(
+            "RSS growth",
+            "< 5% over the Validate calls",
+            f"{100 * rss.growth:+.1f}% ({rss.before_kib / 1024:.1f} -> "
+            f"{rss.after_kib / 1024:.1f} MiB over {rss.calls:,} calls)"
+            if rss
+            else "not measured",
+            (PASS if rss.growth < 0.05 else FAIL) if rss else NOT_RUN,
+        )
+    )
+    bad = [run for run in res.runs if run.errors or run.wrong]
+    errors = sum(run.errors for run in res.runs)
+    wrong = sum(run.wrong for run in res.runs)
+    where = "; ".join(f"{run.name} [{run.generator}, w{run.workers}]" for run in bad)
+    out.append(
+        Target(
+            "Correctness",
+            "zero errors and zero wrong answers in every run",
+            f"{errors} errors, {wrong} wrong in {len(res.runs)} runs"
+            + (f": {where}" if bad else ""),
+            PASS if not bad and res.runs else FAIL,
+        )
+    )
+    return out
