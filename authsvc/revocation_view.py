@@ -199,7 +199,7 @@ class RevocationView:
         asyncio.get_running_loop().create_task(notify())
 
     def _set_dead(self) -> None:
-        if self._live:
+        if self._live and not self._stopping:
             log.warning("revocation feed lost; validating against Redis directly",
                         extra={"event": "revocation_feed_down"})  # fmt: skip
         self._live = False
