@@ -41,7 +41,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy authsvc clients/authsvc_client
+	$(VENV)/bin/mypy authsvc clients/authsvc_client tests
 
 ## The whole suite: generated-code check, lint, types, then tests against real Redis and gRPC.
 test: $(STAMP) proto-check lint typecheck

@@ -21,6 +21,7 @@ from authsvc_api.v1 import auth_pb2, auth_pb2_grpc
 
 from authsvc.config import Settings
 from authsvc.embedded_redis import find_redis_server
+from authsvc.revocation_view import RevocationView
 from authsvc.server import AuthServer
 
 T = TypeVar("T")
@@ -115,9 +116,11 @@ class CountingInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         with self.changed:
             self.counts[handler_call_details.method.rsplit("/", 1)[-1]] += 1
             self.changed.notify_all()
@@ -148,13 +151,14 @@ class Harness:
             "hash_threads": 2,
         }
         values.update(overrides)
-        self.settings = Settings(**values)
-        self.clock = shared_with.clock if shared_with else FakeClock(time.time())
+        self.settings: Settings = Settings(**values)
+        self.clock: FakeClock = shared_with.clock if shared_with else FakeClock(time.time())
         self._counter = CountingInterceptor()
         self.rpc_counts = self._counter.counts
         self._loop = asyncio.new_event_loop()
         self._started = threading.Event()
         self._stop: asyncio.Event | None = None
+        self.server: AuthServer
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="authsvc-server", daemon=True)
         self._thread.start()
@@ -201,6 +205,11 @@ class Harness:
     def store(self) -> Any:
         return self.server._store
 
+    @property
+    def view(self) -> RevocationView:
+        assert self.server.view is not None, "revocation view is off"
+        return self.server.view
+
     def create_user(
         self, name: str, password: str, scopes: tuple[str, ...] = ("read", "write")
     ) -> None:
@@ -220,7 +229,9 @@ class Harness:
             auth_pb2.LoginRequest(username=name, password=password, **kwargs), timeout=30
         )
 
-    def revoke(self, token: str, scope: int = auth_pb2.REVOKE_SCOPE_TOKEN) -> None:
+    def revoke(
+        self, token: str, scope: auth_pb2.RevokeScope.ValueType = auth_pb2.REVOKE_SCOPE_TOKEN
+    ) -> None:
         self.stub.Revoke(auth_pb2.RevokeRequest(token=token, scope=scope), timeout=10)
 
     def stop_redis(self) -> None:

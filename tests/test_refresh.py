@@ -22,7 +22,7 @@ def refresh_code(h: Harness, token: str) -> grpc.StatusCode:
     try:
         refresh(h, token)
     except grpc.RpcError as exc:
-        return exc.code()  # type: ignore[attr-defined,no-any-return]
+        return exc.code()
     return grpc.StatusCode.OK
 
 
@@ -109,7 +109,7 @@ def test_sixteen_concurrent_refreshes_yield_one_successor(
         try:
             r = refresh(h, alice.refresh_token)
         except grpc.RpcError as exc:
-            return exc.code()  # type: ignore[attr-defined,no-any-return]
+            return exc.code()
         return (r.access_token, r.refresh_token)
 
     with ThreadPoolExecutor(max_workers=16) as pool:
@@ -208,7 +208,7 @@ def test_refresh_may_narrow_scopes_never_widen(
     assert sorted(full.scopes) == ["read", "write"]
     with pytest.raises(grpc.RpcError) as excinfo:
         refresh(h, full.refresh_token, scopes=("admin",))
-    assert excinfo.value.code() == grpc.StatusCode.PERMISSION_DENIED  # type: ignore[attr-defined]
+    assert excinfo.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
 def test_disabled_user_cannot_refresh(

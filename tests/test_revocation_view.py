@@ -25,7 +25,7 @@ def pair(authsvc_server_factory: HarnessFactory) -> tuple[Harness, Harness]:
     a = authsvc_server_factory()
     b = authsvc_server_factory(shared_with=a)
     for h in (a, b):
-        h.run(h.server.view.wait_until(live=True))
+        h.run(h.view.wait_until(live=True))
     a.create_user("alice", PASSWORD)
     return a, b
 
@@ -83,12 +83,12 @@ def test_lost_feed_falls_back_to_redis_and_recovers(authsvc_server_factory: Harn
     login = a.login("alice", PASSWORD)
     assert valid(b, login.access_token)
     a.run(a.store._r.client_kill_filter(_type="pubsub"))  # both feeds cut
-    b.run(b.server.view.wait_until(live=False))
+    b.run(b.view.wait_until(live=False))
     before = hmget_calls(b)
     assert valid(b, login.access_token)
     assert hmget_calls(b) - before == 1  # answered from Redis, not from the emptied view
-    b.run(b.server.view.wait_until(live=True))
-    a.run(a.server.view.wait_until(live=True))
+    b.run(b.view.wait_until(live=True))
+    a.run(a.view.wait_until(live=True))
     a.revoke(login.access_token, auth_pb2.REVOKE_SCOPE_TOKEN)
     assert not valid(b, login.access_token)
 

@@ -35,9 +35,7 @@ def authsvc_channel(auth: Harness) -> Iterator[grpc.Channel]:
 
 
 @pytest.fixture
-def make_manager(
-    auth: Harness, authsvc_channel: grpc.Channel
-) -> Callable[..., TokenManager]:
+def make_manager(auth: Harness, authsvc_channel: grpc.Channel) -> Callable[..., TokenManager]:
     """TokenManager factory on the harness's clock, without jitter."""
 
     def make(**kwargs: Any) -> TokenManager:
