@@ -10,6 +10,7 @@ import dataclasses
 import enum
 import logging
 import re
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,6 +30,7 @@ from authsvc.passwords import MAX_SECRET_BYTES, PasswordHasher
 from authsvc.revocation_view import RevocationView
 from authsvc.store import (
     RedisStore,
+    SessionRecord,
     session_ended_event,
     token_revoked_event,
     user_ended_event,
@@ -38,6 +40,7 @@ from authsvc.tokens import (
     AccessClaims,
     AccessTokenCodec,
     Invalid,
+    RefreshToken,
     TokenInvalid,
     looks_like_refresh_token,
     new_refresh_token,
@@ -51,6 +54,7 @@ log = logging.getLogger(__name__)
 NAME_RE = re.compile(r"^[A-Za-z0-9._@-]{1,128}$")
 SCOPE_RE = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]{1,128}$")  # RFC 6749 scope-token
 MAX_SCOPES = 64
+_GRANT_CACHE_SIZE = 100_000
 
 
 class RevokeWhat(enum.Enum):
@@ -131,6 +135,10 @@ class AuthService:
             keys, settings.issuer, settings.allowed_audiences, settings.leeway_seconds
         )
         self._jwks = keys.jwks_json()
+        # A session's grant (scopes, audience, client id, absolute end) never changes, so
+        # an instance remembers it and a steady-state Refresh is one Redis round trip; the
+        # rotation script checks it against the stored grant all the same.
+        self._grants: OrderedDict[tuple[str, str], SessionRecord] = OrderedDict()
 
     @property
     def jwks_json(self) -> str:
@@ -198,6 +206,9 @@ class AuthService:
         )
         if not stored:
             raise InvalidCredentials()
+        self._remember_grant(
+            username, sid, SessionRecord(granted, audience, claims.client_id, abs_s)
+        )
         if self._hasher.needs_rehash(account.pwhash):
             await self._store.rehash_password(
                 username, account.pwhash, await self._hasher.hash_async(password)
@@ -239,29 +250,73 @@ class AuthService:
         if presented is None or not NAME_RE.match(presented.subject):
             raise InvalidRefreshToken()
         name, sid = presented.subject, presented.session_id
-        session = await self._store.get_session(name, sid)
-        if session is None:
+        grant = self._grants.get((name, sid)) or await self._read_grant(name, sid)
+        outcome, answer = await self._rotate(refresh_token, presented, grant, narrowed)
+        if outcome == "regrant":  # the remembered grant is not the session's: read it
+            grant = await self._read_grant(name, sid)
+            outcome, answer = await self._rotate(refresh_token, presented, grant, narrowed)
+        if outcome not in ("rotated", "grace"):
+            self._grants.pop((name, sid), None)
+            if self._view is not None:
+                self._view.apply(session_ended_event(name, sid))
+            if outcome == "reuse":
+                log.warning("refresh token reused; session ended", extra={"event": "reuse"})
             raise InvalidRefreshToken()
-        granted = narrowed or session.scopes
-        if not set(granted) <= set(session.scopes):
+        now = int(self._clock())
+        return IssuedTokens(
+            str(answer["a"]),
+            str(answer["r"]),
+            max(0, int(answer["ae"]) - now),
+            max(0, int(answer["re"]) - now),
+            tuple(answer["s"]),
+            sid,
+        )
+
+    async def _read_grant(self, name: str, sid: str) -> SessionRecord:
+        """The session's grant from Redis, remembered (it never changes)."""
+        grant = await self._store.get_session(name, sid)
+        if grant is None:
+            raise InvalidRefreshToken()
+        self._remember_grant(name, sid, grant)
+        return grant
+
+    def _remember_grant(self, name: str, sid: str, grant: SessionRecord) -> None:
+        self._grants[(name, sid)] = grant
+        if len(self._grants) > _GRANT_CACHE_SIZE:
+            self._grants.popitem(last=False)
+
+    async def _rotate(
+        self,
+        refresh_token: str,
+        presented: RefreshToken,
+        grant: SessionRecord,
+        narrowed: tuple[str, ...],
+    ) -> tuple[str, dict[str, Any]]:
+        """Mint the successor pair from the session's grant and rotate atomically.
+
+        Returns the script's outcome and the answer: the new pair, or on a retry within
+        the grace window the pair the first call returned.
+        """
+        name, sid = presented.subject, presented.session_id
+        granted = narrowed or grant.scopes
+        if not set(granted) <= set(grant.scopes):
             raise ScopeNotAllowed("a refresh may narrow scopes, never widen them")
         now = self._clock()
         successor = new_refresh_token(name, sid)
-        exp_s = min(int(now) + self._s.refresh_ttl_seconds, session.absolute_exp)
+        exp_s = min(int(now) + self._s.refresh_ttl_seconds, grant.absolute_exp)
         access, _ = self._codec.mint(
             subject=name,
             session_id=sid,
             scopes=granted,
-            audience=session.audience,
-            client_id=session.client_id,
+            audience=grant.audience,
+            client_id=grant.client_id,
             now=now,
             ttl=self._s.access_ttl_seconds,
         )
-        access_exp = int(now) + self._s.access_ttl_seconds
         answer: dict[str, Any] = {
             "a": access,
             "r": successor.raw,
-            "ae": access_exp,
+            "ae": int(now) + self._s.access_ttl_seconds,
             "re": exp_s,
             "s": granted,
         }
@@ -276,27 +331,12 @@ class AuthService:
             grace_blob=grace.seal(refresh_token, answer) if grace_s else "",
             exp_s=exp_s,
             ttl_ms=self._session_ttl_ms(now, exp_s),
+            grant=grant,
         )
         if outcome == "grace":
             retried = grace.unseal(refresh_token, blob)
-            if retried is None:
-                raise InvalidRefreshToken()
-            answer = retried
-        elif outcome in ("reuse", "invalid") and self._view is not None:
-            self._view.apply(session_ended_event(name, sid))
-        if outcome == "reuse":
-            log.warning("refresh token reused; session ended", extra={"event": "reuse", "sid": sid})
-            raise InvalidRefreshToken()
-        elif outcome not in ("rotated", "grace"):
-            raise InvalidRefreshToken()
-        return IssuedTokens(
-            str(answer["a"]),
-            str(answer["r"]),
-            max(0, int(answer["ae"]) - int(now)),
-            max(0, int(answer["re"]) - int(now)),
-            tuple(answer["s"]),
-            sid,
-        )
+            return ("grace", retried) if retried is not None else ("invalid", answer)
+        return outcome, answer
 
     # -- Validate ---------------------------------------------------------------------
 

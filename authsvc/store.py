@@ -360,6 +360,7 @@ class RedisStore:
         grace_blob: str,
         exp_s: int,
         ttl_ms: int,
+        grant: SessionRecord,
     ) -> tuple[str, str]:
         """Retire `presented` for `successor` atomically.
 
@@ -380,6 +381,9 @@ class RedisStore:
                 KEEP_RETIRED,
                 REVOCATIONS_CHANNEL,
                 session_ended_event(name, sid),
+                " ".join(grant.scopes),
+                grant.audience,
+                grant.client_id,
             ],
         )
         outcome = str(res[0])

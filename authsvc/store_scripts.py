@@ -31,7 +31,7 @@ return {'ok', u[1] or '', u[2] or '', u[3] or '', u[4] or '', u[5] or ''}
 
 # KEYS: user, fails, sessions, session. ARGV: pwver, digest, exp_s, abs_s, scope, aud, cid,
 # ttl_ms, sid. Creates the session only if the account is still enabled and its password
-# unchanged since it was checked; resets the failure count; prunes ended sessions.
+# unchanged since it was checked; resets the failure count; prunes some ended sessions.
 LOGIN_FINISH = """
 redis.call('DEL', KEYS[2])
 local u = redis.call('HMGET', KEYS[1], 'disabled', 'pwver')
@@ -42,7 +42,8 @@ redis.call('HSET', KEYS[4], 'cur', ARGV[2], 'exp', ARGV[3], 'abs', ARGV[4],
   'scope', ARGV[5], 'aud', ARGV[6], 'cid', ARGV[7])
 redis.call('PEXPIRE', KEYS[4], ARGV[8])
 local prefix = string.sub(KEYS[4], 1, #KEYS[4] - #ARGV[9])
-for _, sid in ipairs(redis.call('SMEMBERS', KEYS[3])) do
+-- Prune a bounded random sample of ended sessions: O(1) per login however many piled up.
+for _, sid in ipairs(redis.call('SRANDMEMBER', KEYS[3], 16)) do
   if redis.call('EXISTS', prefix .. sid) == 0 then redis.call('SREM', KEYS[3], sid) end
 end
 redis.call('SADD', KEYS[3], ARGV[9])
@@ -53,11 +54,17 @@ return 1
 """
 
 # KEYS: session, user, sessions. ARGV: now_ms, presented digest, new digest, grace_until_ms,
-# grace blob, new exp_s, ttl_ms, sid, keep_retired, channel, session-ended event.
-# Returns {'rotated'} | {'grace', blob} | {'reuse'} | {'invalid'}.
+# grace blob, new exp_s, ttl_ms, sid, keep_retired, channel, session-ended event, and the
+# grant (scope, aud, cid) the new access token was minted with.
+# Returns {'rotated'} | {'grace', blob} | {'reuse'} | {'invalid'} | {'regrant'} (the grant
+# passed in is not the session's: nothing changed; mint again from the stored grant).
 ROTATE = """
-local s = redis.call('HMGET', KEYS[1], 'cur', 'prev', 'gu', 'gb', 'old', 'exp', 'abs')
+local s = redis.call('HMGET', KEYS[1], 'cur', 'prev', 'gu', 'gb', 'old', 'exp', 'abs',
+  'scope', 'aud', 'cid')
 if not s[1] then return {'invalid'} end
+if s[8] ~= ARGV[12] or (s[9] or '') ~= ARGV[13] or (s[10] or '') ~= ARGV[14] then
+  return {'regrant'}
+end
 local now = tonumber(ARGV[1])
 local function revoke()
   redis.call('DEL', KEYS[1])

@@ -230,3 +230,17 @@ def test_password_change_ends_all_sessions(authsvc_server: Harness) -> None:
         assert refresh_code(h, login.refresh_token) == grpc.StatusCode.UNAUTHENTICATED
         assert not valid(h, login.access_token)
     assert h.login("alice", "a new password").access_token
+
+
+def test_a_remembered_grant_is_checked_against_the_stored_one(
+    authsvc_server: Harness, alice: auth_pb2.LoginResponse
+) -> None:
+    h = authsvc_server
+    # The instance remembers the session's grant from the login; change the stored one
+    # behind its back: the rotation script refuses the stale grant and Refresh re-reads it.
+    key = f"authsvc:{{u:alice}}:s:{alice.session_id}"
+    h.run(h.store._r.hset(key, "scope", "read"))
+    new = refresh(h, alice.refresh_token)
+    assert list(new.scopes) == ["read"]
+    claims = h.stub.Validate(auth_pb2.ValidateRequest(access_token=new.access_token)).claims
+    assert list(claims.scopes) == ["read"]
