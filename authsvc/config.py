@@ -56,7 +56,8 @@ class Settings:
     argon2_memory_kib: int = 19456
     argon2_time_cost: int = 2
     argon2_parallelism: int = 1
-    hash_threads: int = max(1, os.cpu_count() or 1)
+    #: argon2 threads: one per core but one, which stays with the event loop (Validate).
+    hash_threads: int = max(1, (os.cpu_count() or 1) - 1)
     login_max_failures: int = 10
     login_throttle_base_seconds: float = 1.0
     login_throttle_max_seconds: float = 900.0

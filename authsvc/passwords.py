@@ -20,7 +20,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 MAX_SECRET_BYTES = 1024
 
 
-HASH_THREAD_NICENESS = 10
+HASH_THREAD_NICENESS = 19
 
 
 def _lower_priority() -> None:
