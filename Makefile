@@ -41,13 +41,20 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy authsvc clients/authsvc_client tests
+	$(VENV)/bin/mypy authsvc clients/authsvc_client tests bench examples
 
 ## The whole suite: generated-code check, lint, types, then tests against real Redis and gRPC.
 test: $(STAMP) proto-check lint typecheck
 	$(PY) -m pytest -q
 
-bench: $(STAMP)
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP) requirements-bench.txt
+	$(PY) -m pip install -q -r requirements-bench.txt
+	touch $(BENCH_STAMP)
+
+## Benchmark every RPC against the health-check baseline; results under bench/results/.
+bench: $(BENCH_STAMP)
 	$(PY) -m bench.run
 
 demo: $(STAMP)

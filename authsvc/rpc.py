@@ -10,7 +10,7 @@ from authsvc_api.v1 import auth_pb2, auth_pb2_grpc
 from authsvc.errors import InvalidInput
 from authsvc.rpc_status import Context, maps_errors
 from authsvc.service import AuthService, IssuedTokens, RevokeWhat
-from authsvc.tokens import Invalid
+from authsvc.tokens import AccessClaims, Invalid
 
 _REASONS = {
     Invalid.MALFORMED: auth_pb2.INVALID_REASON_MALFORMED,
@@ -36,6 +36,26 @@ _REVOKE_SCOPES = {
 }
 
 
+_ANSWER_CACHE_SIZE = 65536
+
+
+def _valid_answer(c: AccessClaims) -> auth_pb2.ValidateResponse:
+    return auth_pb2.ValidateResponse(
+        valid=True,
+        claims=auth_pb2.Claims(
+            subject=c.subject,
+            session_id=c.session_id,
+            scopes=c.scopes,
+            audience=c.audience,
+            issued_at=c.issued_at,
+            expires_at=c.expires_at,
+            token_id=c.token_id,
+            issuer=c.issuer,
+            client_id=c.client_id,
+        ),
+    )
+
+
 def _pair_fields(tokens: IssuedTokens) -> dict[str, object]:
     return {
         "access_token": tokens.access_token,
@@ -57,6 +77,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         self._service = service
         self.on_store_unavailable = on_store_unavailable
         self._jwks = auth_pb2.GetJwksResponse(jwks_json=service.jwks_json)
+        self._valid_answers: dict[str, auth_pb2.ValidateResponse] = {}
 
     @maps_errors
     async def Login(
@@ -84,21 +105,14 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         if not result.valid or result.claims is None:
             assert result.reason is not None
             return _INVALID_ANSWERS[result.reason]
-        c = result.claims
-        return auth_pb2.ValidateResponse(
-            valid=True,
-            claims=auth_pb2.Claims(
-                subject=c.subject,
-                session_id=c.session_id,
-                scopes=c.scopes,
-                audience=c.audience,
-                issued_at=c.issued_at,
-                expires_at=c.expires_at,
-                token_id=c.token_id,
-                issuer=c.issuer,
-                client_id=c.client_id,
-            ),
-        )
+        # A valid token's answer never changes, so it is built once per token (bounded).
+        answer = self._valid_answers.get(request.access_token)
+        if answer is None:
+            answer = _valid_answer(result.claims)
+            if len(self._valid_answers) >= _ANSWER_CACHE_SIZE:
+                del self._valid_answers[next(iter(self._valid_answers))]
+            self._valid_answers[request.access_token] = answer
+        return answer
 
     @maps_errors
     async def Revoke(
