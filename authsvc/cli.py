@@ -137,7 +137,7 @@ async def _with_store(settings: Settings, action: Callable[[RedisStore], Awaitab
 
 def _admin(settings: Settings, args: argparse.Namespace) -> None:
     hasher = make_hasher(settings)
-    name = validate_name(args.name) if getattr(args, "name", None) else ""
+    name = validate_name(args.name) if getattr(args, "name", None) is not None else ""
 
     async def act(store: RedisStore) -> None:
         if args.command == "client":

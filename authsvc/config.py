@@ -91,7 +91,7 @@ def _positive_int(lo: int = 1, hi: int | None = None) -> Callable[[str], int]:
 def _positive_float(lo: float = 0.0, hi: float | None = None) -> Callable[[str], float]:
     def parse(raw: str) -> float:
         value = float(raw)
-        if not (value > lo or (lo == 0.0 and value == 0.0)) or (hi is not None and value > hi):
+        if not value > lo or (hi is not None and value > hi) or value != value:
             raise ValueError(f"must be a number in ({lo}, {hi if hi is not None else 'inf'}]")
         return value
 
@@ -221,4 +221,6 @@ def _parse(label: str, parse: Callable[[str], Any], raw: str) -> Any:
     try:
         return parse(raw)
     except ValueError as exc:
-        raise ConfigError(f"invalid {label}={raw!r}: {exc}") from None
+        # A URL may carry a password: name the setting, never echo its value.
+        shown = "" if "URL" in label.upper() else f"={raw!r}"
+        raise ConfigError(f"invalid {label}{shown}: {exc}") from None

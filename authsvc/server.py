@@ -232,6 +232,6 @@ def _run_workers(settings: Settings, redis_url: str) -> None:
 
 
 def _describe(url: str) -> str:
-    """A Redis URL without credentials, for logs."""
+    """A Redis URL without credentials or query (which may hold a password), for logs."""
     scheme, sep, rest = url.partition("://")
-    return f"{scheme}{sep}{rest.rpartition('@')[2]}"
+    return f"{scheme}{sep}{rest.rpartition('@')[2].partition('?')[0]}"

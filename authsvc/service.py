@@ -51,8 +51,8 @@ from authsvc.tokens import (
 
 log = logging.getLogger(__name__)
 
-NAME_RE = re.compile(r"^[A-Za-z0-9._@-]{1,128}$")
-SCOPE_RE = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]{1,128}$")  # RFC 6749 scope-token
+NAME_RE = re.compile(r"[A-Za-z0-9._@-]{1,128}")
+SCOPE_RE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]{1,128}")  # RFC 6749 scope-token
 MAX_SCOPES = 64
 _GRANT_CACHE_SIZE = 100_000
 
@@ -90,7 +90,7 @@ def validate_name(name: str) -> str:
     """Check an account name; raises InvalidInput naming the rule."""
     if not name:
         raise InvalidInput("username is required")
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise InvalidInput("username must be 1-128 characters of A-Z a-z 0-9 . _ @ -")
     return name
 
@@ -109,7 +109,7 @@ def validate_scopes(scopes: Sequence[str]) -> tuple[str, ...]:
     if len(scopes) > MAX_SCOPES:
         raise InvalidInput(f"at most {MAX_SCOPES} scopes")
     for scope in scopes:
-        if not SCOPE_RE.match(scope):
+        if not SCOPE_RE.fullmatch(scope):
             raise InvalidInput("scopes must be 1-128 printable characters without spaces")
     return tuple(dict.fromkeys(scopes))
 
@@ -247,7 +247,7 @@ class AuthService:
             raise InvalidInput("refresh_token is too long")
         narrowed = validate_scopes(scopes)
         presented = parse_refresh_token(refresh_token)
-        if presented is None or not NAME_RE.match(presented.subject):
+        if presented is None or not NAME_RE.fullmatch(presented.subject):
             raise InvalidRefreshToken()
         name, sid = presented.subject, presented.session_id
         grant = self._grants.get((name, sid)) or await self._read_grant(name, sid)
@@ -255,12 +255,13 @@ class AuthService:
         if outcome == "regrant":  # the remembered grant is not the session's: read it
             grant = await self._read_grant(name, sid)
             outcome, answer = await self._rotate(refresh_token, presented, grant, narrowed)
-        if outcome not in ("rotated", "grace"):
+        if outcome in ("reuse", "ended"):  # the script ended the session
             self._grants.pop((name, sid), None)
             if self._view is not None:
                 self._view.apply(session_ended_event(name, sid))
             if outcome == "reuse":
                 log.warning("refresh token reused; session ended", extra={"event": "reuse"})
+        if outcome not in ("rotated", "grace"):
             raise InvalidRefreshToken()
         now = int(self._clock())
         return IssuedTokens(
@@ -300,7 +301,10 @@ class AuthService:
         name, sid = presented.subject, presented.session_id
         granted = narrowed or grant.scopes
         if not set(granted) <= set(grant.scopes):
-            raise ScopeNotAllowed("a refresh may narrow scopes, never widen them")
+            # Say so only to the holder of the live token; anything else is just unusable.
+            if await self._store.is_current_refresh(name, sid, presented.digest):
+                raise ScopeNotAllowed("a refresh may narrow scopes, never widen them")
+            raise InvalidRefreshToken()
         now = self._clock()
         successor = new_refresh_token(name, sid)
         exp_s = min(int(now) + self._s.refresh_ttl_seconds, grant.absolute_exp)
@@ -388,7 +392,7 @@ class AuthService:
             raise InvalidInput("token is too long")
         if looks_like_refresh_token(token):
             parsed = parse_refresh_token(token)
-            if parsed is None or not NAME_RE.match(parsed.subject):
+            if parsed is None or not NAME_RE.fullmatch(parsed.subject):
                 return
             everything = what is RevokeWhat.USER
             if await self._store.revoke_by_refresh(
@@ -406,6 +410,11 @@ class AuthService:
         except TokenInvalid:
             return  # expired, forged or malformed: nothing to revoke
         sub, sid = claims.subject, claims.session_id
+        if what is not RevokeWhat.TOKEN:
+            # Only a live token may end sessions: a revoked one (or one of an ended
+            # session) must not log its user out of the sessions opened since.
+            if await self._store.access_token_state(sub, sid, claims.token_id) != "ok":
+                return
         if what is RevokeWhat.USER:
             await self._store.revoke_user(sub)
             self._apply(user_ended_event(sub))
@@ -413,7 +422,9 @@ class AuthService:
             await self._store.revoke_session(sub, sid)
             self._apply(session_ended_event(sub, sid))
         else:
-            await self._store.revoke_access_token(sub, sid, claims.token_id, claims.expires_at)
+            # Kept until the token fails verification on its own, leeway included.
+            until = claims.expires_at + self._s.leeway_seconds
+            await self._store.revoke_access_token(sub, sid, claims.token_id, until)
             self._apply(token_revoked_event(sub, sid, claims.token_id))
 
     def _apply(self, event: str) -> None:

@@ -137,6 +137,7 @@ class RedisStore:
         self._login_begin = client.register_script(store_scripts.LOGIN_BEGIN)
         self._login_finish = client.register_script(store_scripts.LOGIN_FINISH)
         self._rotate = client.register_script(store_scripts.ROTATE)
+        self._is_current = client.register_script(store_scripts.IS_CURRENT)
         self._revoke_by_refresh = client.register_script(store_scripts.REVOKE_BY_REFRESH)
         self._revoke_user = client.register_script(store_scripts.REVOKE_USER)
         self._revoke_access = client.register_script(store_scripts.REVOKE_ACCESS)
@@ -158,22 +159,25 @@ class RedisStore:
         replayed after a timeout would look like token reuse). Idempotent reads and
         revocations are retried here instead, with jittered exponential backoff.
         """
-        client = aioredis.Redis.from_url(
+        # A blocking pool: when every connection is busy a call waits (up to the connect
+        # timeout) for one instead of failing at once as if Redis were down.
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
+            max_connections=pool_size,
+            timeout=connect_timeout,
             socket_timeout=socket_timeout,
             socket_connect_timeout=connect_timeout,
-            max_connections=pool_size,
             retry=Retry(NoBackoff(), 0),
             retry_on_timeout=False,
             health_check_interval=0,
             decode_responses=True,
             client_name="authsvc",
         )
-        return cls(client, retries)
+        return cls(aioredis.Redis(connection_pool=pool), retries)
 
     async def close(self) -> None:
-        """Close the connection pool."""
-        await self._r.aclose()
+        """Close the connection pool (ours, even when handed to the client)."""
+        await self._r.aclose(close_connection_pool=True)
 
     def pubsub(self) -> aioredis.client.PubSub:
         """A pub/sub connection for the revocation events."""
@@ -280,10 +284,12 @@ class RedisStore:
     async def begin_login(
         self, name: str, now_ms: int, max_failures: int, base_ms: int, max_ms: int
     ) -> LoginGate:
+        # The count of failures "in a row" is forgotten after an hour without attempts (or
+        # twice the longest throttle): bounded memory for guesses at made-up names.
         """Count a login attempt (before checking the password) and fetch the account."""
         res = await self._login_begin(
             keys=[user_key(name), fails_key(name)],
-            args=[now_ms, max_failures, base_ms, max_ms, 24 * 3600 * 1000],
+            args=[now_ms, max_failures, base_ms, max_ms, max(3600 * 1000, 2 * max_ms)],
         )
         if res[0] == "throttled":
             return LoginGate(int(res[1]), None)
@@ -364,7 +370,8 @@ class RedisStore:
     ) -> tuple[str, str]:
         """Retire `presented` for `successor` atomically.
 
-        Returns ('rotated', '') | ('grace', sealed answer) | ('reuse', '') | ('invalid', '').
+        Returns ('rotated', '') | ('grace', sealed answer) | ('reuse', '') | ('ended', '')
+        | ('invalid', '') | ('regrant', ''); see `store_scripts.ROTATE`.
         Not retried: replaying it after a timeout must go through the grace path instead.
         """
         res = await self._rotate(
@@ -387,9 +394,15 @@ class RedisStore:
             ],
         )
         outcome = str(res[0])
-        if outcome in ("reuse", "invalid"):
+        if outcome in ("reuse", "ended"):
             await self._events_flushed()
         return outcome, str(res[1]) if len(res) > 1 else ""
+
+    @_store_call
+    async def is_current_refresh(self, name: str, sid: str, digest: str) -> bool:
+        """True when `digest` is the session's current refresh token (read only)."""
+        keys = [session_key(name, sid)]
+        return bool(await self._idempotent(lambda: self._is_current(keys=keys, args=[digest])))
 
     # -- validate / revoke ------------------------------------------------------------
 

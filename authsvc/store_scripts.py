@@ -56,8 +56,9 @@ return 1
 # KEYS: session, user, sessions. ARGV: now_ms, presented digest, new digest, grace_until_ms,
 # grace blob, new exp_s, ttl_ms, sid, keep_retired, channel, session-ended event, and the
 # grant (scope, aud, cid) the new access token was minted with.
-# Returns {'rotated'} | {'grace', blob} | {'reuse'} | {'invalid'} | {'regrant'} (the grant
-# passed in is not the session's: nothing changed; mint again from the stored grant).
+# Returns {'rotated'} | {'grace', blob} | {'reuse'} (session ended) | {'ended'} (expired
+# or disabled: session ended) | {'invalid'} (not a token of this session: nothing changed)
+# | {'regrant'} (the grant passed in is not the session's: nothing changed).
 ROTATE = """
 local s = redis.call('HMGET', KEYS[1], 'cur', 'prev', 'gu', 'gb', 'old', 'exp', 'abs',
   'scope', 'aud', 'cid')
@@ -66,61 +67,75 @@ if s[8] ~= ARGV[12] or (s[9] or '') ~= ARGV[13] or (s[10] or '') ~= ARGV[14] the
   return {'regrant'}
 end
 local now = tonumber(ARGV[1])
+local presented = ARGV[2]
 local function revoke()
   redis.call('DEL', KEYS[1])
   redis.call('SREM', KEYS[3], ARGV[8])
   redis.call('PUBLISH', ARGV[10], ARGV[11])
 end
-local u = redis.call('HMGET', KEYS[2], 'disabled')
-if u[1] ~= '0' then revoke() return {'invalid'} end
-if now >= tonumber(s[6]) * 1000 or now >= tonumber(s[7]) * 1000 then
-  revoke()
-  return {'invalid'}
-end
-local presented = ARGV[2]
+-- Only a token this session issued may change anything; any other secret ends nothing.
+local which = nil
 if s[1] == presented then
+  which = 'cur'
+elseif s[2] == presented then
+  which = 'prev'
+else
+  local short = string.sub(presented, 1, 32)
+  local old = s[5] or ''
+  for i = 1, #old, 32 do
+    if string.sub(old, i, i + 31) == short then which = 'old' end
+  end
+end
+if not which then return {'invalid'} end
+local u = redis.call('HMGET', KEYS[2], 'disabled')
+if u[1] ~= '0' or now >= tonumber(s[6]) * 1000 or now >= tonumber(s[7]) * 1000 then
+  revoke()
+  return {'ended'}
+end
+if which == 'cur' then
   local old = s[5] or ''
   if s[2] then old = string.sub(s[2], 1, 32) .. old end
   old = string.sub(old, 1, 32 * tonumber(ARGV[9]))
   redis.call('HSET', KEYS[1], 'cur', ARGV[3], 'prev', presented, 'gu', ARGV[4],
     'gb', ARGV[5], 'old', old, 'exp', ARGV[6])
-  local fields = redis.call('HKEYS', KEYS[1])
-  for _, f in ipairs(fields) do
-    if string.sub(f, 1, 3) == 'rj:' then
-      if tonumber(redis.call('HGET', KEYS[1], f)) * 1000 < now then
-        redis.call('HDEL', KEYS[1], f)
-      end
+  for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
+    -- rj:<jti> holds the time after which that token fails verification anyway.
+    if string.sub(f, 1, 3) == 'rj:' and tonumber(redis.call('HGET', KEYS[1], f)) * 1000 < now then
+      redis.call('HDEL', KEYS[1], f)
     end
   end
   redis.call('PEXPIRE', KEYS[1], ARGV[7])
+  -- The user's session index must outlive every session it lists (log out everywhere).
+  redis.call('SADD', KEYS[3], ARGV[8])
+  if redis.call('PTTL', KEYS[3]) < tonumber(ARGV[7]) then
+    redis.call('PEXPIRE', KEYS[3], ARGV[7])
+  end
   return {'rotated'}
 end
-if s[2] == presented then
-  if now < tonumber(s[3]) and s[4] and s[4] ~= '' then return {'grace', s[4]} end
-  revoke()
-  return {'reuse'}
+if which == 'prev' and now < tonumber(s[3]) and s[4] and s[4] ~= '' then
+  return {'grace', s[4]}
 end
-local short = string.sub(presented, 1, 32)
-local old = s[5] or ''
-for i = 1, #old, 32 do
-  if string.sub(old, i, i + 31) == short then
-    revoke()
-    return {'reuse'}
-  end
-end
-return {'invalid'}
+revoke()
+return {'reuse'}
+"""
+
+# KEYS: session. ARGV: presented digest. 1 if it is the session's current refresh token.
+IS_CURRENT = """
+return redis.call('HGET', KEYS[1], 'cur') == ARGV[1] and 1 or 0
 """
 
 # KEYS: session, sessions, user. ARGV: digest, scope ('session' | 'user'), sid, channel,
 # event.
-# Revokes only when the digest is one this session issued (current, previous or retired),
+# Revokes only when the digest is one this session issued (current or previous; for the
+# session scope also a retired one),
 # so a made-up token naming a session id cannot end it.
 REVOKE_BY_REFRESH = """
 local s = redis.call('HMGET', KEYS[1], 'cur', 'prev', 'old')
 if not s[1] then return 0 end
 local d = ARGV[1]
 local known = (s[1] == d) or (s[2] == d)
-if not known and s[3] then
+-- A retired token may still end its own session, but only a live one ends all of them.
+if not known and s[3] and ARGV[2] ~= 'user' then
   local short = string.sub(d, 1, 32)
   for i = 1, #s[3], 32 do
     if string.sub(s[3], i, i + 31) == short then known = true end

@@ -171,7 +171,7 @@ class AccessTokenCodec:
             raise TokenInvalid(Invalid.WRONG_TYPE)
         try:
             header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
+        except (jwt.PyJWTError, ValueError, RecursionError):
             raise TokenInvalid(Invalid.MALFORMED) from None
         if any(name in header for name in _FORBIDDEN_HEADERS):
             raise TokenInvalid(Invalid.MALFORMED)
@@ -206,7 +206,7 @@ class AccessTokenCodec:
             raise TokenInvalid(Invalid.WRONG_ISSUER) from None
         except jwt.InvalidAudienceError:
             raise TokenInvalid(Invalid.WRONG_AUDIENCE) from None
-        except jwt.PyJWTError:
+        except (jwt.PyJWTError, ValueError, RecursionError):
             raise TokenInvalid(Invalid.MALFORMED) from None
         try:
             return _typed_claims(payload)

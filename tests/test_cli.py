@@ -146,8 +146,12 @@ def test_serve_with_embedded_redis_and_graceful_sigterm(short_dir: Path) -> None
             stub = auth_pb2_grpc.AuthServiceStub(channel)
             pair = stub.Login(auth_pb2.LoginRequest(username="dave", password="pw-dave-1"))
             assert stub.Validate(auth_pb2.ValidateRequest(access_token=pair.access_token)).valid
-            # While the server runs, admin commands share its embedded Redis.
+            # While the server runs, admin commands share its embedded Redis, and leaving
+            # it does not stop it under the server.
             assert "dave" in cli(env, "user", "list").stdout
+            cli(env, "user", "add", "erin", "--password-stdin", stdin="pw-erin-1\npw-erin-1\n")
+            assert stub.Validate(auth_pb2.ValidateRequest(access_token=pair.access_token)).valid
+            assert stub.Login(auth_pb2.LoginRequest(username="erin", password="pw-erin-1"))
         key = short_dir / "keys" / "signing-eddsa.pem"
         assert key.stat().st_mode & 0o777 == 0o600
         assert (short_dir / "redis" / "appendonlydir").is_dir()

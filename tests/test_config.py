@@ -62,3 +62,19 @@ def test_bad_flag_names_the_flag() -> None:
 def test_settings_are_immutable() -> None:
     with pytest.raises(AttributeError):
         Settings().listen = "x"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["AUTHSVC_HEALTH_INTERVAL_SECONDS", "AUTHSVC_LOGIN_THROTTLE_BASE_SECONDS",
+     "AUTHSVC_REDIS_SOCKET_TIMEOUT"],
+)  # fmt: skip
+def test_zero_is_refused_where_it_would_disable_a_safeguard(name: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        load_settings(env={name: "0"})
+
+
+def test_a_bad_redis_url_is_named_but_never_echoed() -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        load_settings(env={"AUTHSVC_REDIS_URL": "http://user:hunter2@redis"})
+    assert "AUTHSVC_REDIS_URL" in str(excinfo.value) and "hunter2" not in str(excinfo.value)

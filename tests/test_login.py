@@ -9,7 +9,7 @@ import jwt
 import pytest
 from authsvc_api.v1 import auth_pb2
 
-from tests.harness import Harness
+from tests.harness import Harness, HarnessFactory
 
 PASSWORD = "correct horse battery staple"
 
@@ -168,3 +168,22 @@ def test_scope_denial_after_a_right_password_is_not_a_failed_guess(authsvc_serve
             h.login("alice", PASSWORD, scopes=["admin"])
         assert _code(excinfo) == grpc.StatusCode.PERMISSION_DENIED
     assert h.login("alice", PASSWORD).access_token
+
+
+@pytest.mark.parametrize("username", ["alice\n", "alice\nbob", "\nalice"])
+def test_names_with_line_breaks_are_refused(authsvc_server: Harness, username: str) -> None:
+    with pytest.raises(grpc.RpcError) as excinfo:
+        authsvc_server.login(username, PASSWORD)
+    assert _code(excinfo) == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_more_calls_than_redis_connections_wait_instead_of_failing(
+    authsvc_server_factory: HarnessFactory,
+) -> None:
+    h = authsvc_server_factory(redis_pool_size=1, redis_retries=0, revocation_view=False)
+    h.create_user("alice", PASSWORD)
+    token = h.login("alice", PASSWORD).access_token
+    request = auth_pb2.ValidateRequest(access_token=token)
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        answers = list(pool.map(lambda _: h.stub.Validate(request, timeout=30), range(64)))
+    assert all(a.valid for a in answers)

@@ -244,3 +244,41 @@ def test_a_remembered_grant_is_checked_against_the_stored_one(
     assert list(new.scopes) == ["read"]
     claims = h.stub.Validate(auth_pb2.ValidateRequest(access_token=new.access_token)).claims
     assert list(claims.scopes) == ["read"]
+
+
+def test_the_session_index_outlives_every_session_it_lists(
+    authsvc_server: Harness, alice: auth_pb2.LoginResponse
+) -> None:
+    h = authsvc_server
+    r = h.store._r
+    # Redis TTLs run on real time: make the index as close to expiry as it would be after
+    # 14 days of refreshing, then refresh again.
+    h.run(r.pexpire("authsvc:{u:alice}:sessions", 5000))
+    token = refresh(h, alice.refresh_token).refresh_token
+    index_ttl = h.run(r.pttl("authsvc:{u:alice}:sessions"))
+    session_ttl = h.run(r.pttl(f"authsvc:{{u:alice}}:s:{alice.session_id}"))
+    assert index_ttl >= session_ttl > 0
+    h.revoke(token, auth_pb2.REVOKE_SCOPE_USER)  # so "log out everywhere" still finds it
+    assert refresh_code(h, token) == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_a_made_up_secret_does_not_end_an_expired_session_early(
+    authsvc_server_factory: HarnessFactory,
+) -> None:
+    h = authsvc_server_factory(refresh_ttl_seconds=3600)
+    h.create_user("alice", PASSWORD)
+    login = h.login("alice", PASSWORD)
+    h.clock.advance(3601)  # refresh token expired; the last access token may still be live
+    forged = login.refresh_token.rsplit(".", 1)[0] + "." + "D" * 43
+    assert refresh_code(h, forged) == grpc.StatusCode.UNAUTHENTICATED
+    assert h.run(h.store._r.exists(f"authsvc:{{u:alice}}:s:{login.session_id}")) == 1
+
+
+def test_wider_scopes_with_an_unusable_token_is_unauthenticated(
+    authsvc_server: Harness, alice: auth_pb2.LoginResponse
+) -> None:
+    h = authsvc_server
+    refresh(h, alice.refresh_token)
+    with pytest.raises(grpc.RpcError) as excinfo:
+        refresh(h, alice.refresh_token.rsplit(".", 1)[0] + "." + "E" * 43, scopes=("admin",))
+    assert excinfo.value.code() == grpc.StatusCode.UNAUTHENTICATED

@@ -161,3 +161,29 @@ def test_racing_revoke_and_refresh_never_leave_a_live_successor(h: Harness) -> N
         for s in _race_once(h):
             assert not valid(h, s.access_token)
             assert not can_refresh(h, s.refresh_token)
+
+
+def test_a_revoked_access_token_cannot_end_the_sessions_opened_since(h: Harness) -> None:
+    stolen = h.login("alice", PASSWORD)
+    h.revoke(stolen.access_token, SESSION)  # e.g. the owner logged out after the theft
+    fresh = h.login("alice", PASSWORD)
+    for scope in (SESSION, USER):
+        h.revoke(stolen.access_token, scope)
+    assert valid(h, fresh.access_token) and can_refresh(h, fresh.refresh_token)
+
+
+def test_a_long_retired_refresh_token_cannot_log_the_user_out_everywhere(h: Harness) -> None:
+    login = h.login("alice", PASSWORD)
+    other = h.login("alice", PASSWORD)
+    second = h.stub.Refresh(auth_pb2.RefreshRequest(refresh_token=login.refresh_token))
+    h.stub.Refresh(auth_pb2.RefreshRequest(refresh_token=second.refresh_token))
+    h.revoke(login.refresh_token, USER)  # two generations old
+    assert valid(h, other.access_token) and can_refresh(h, other.refresh_token)
+
+
+def test_a_revoked_token_stays_revoked_through_the_leeway(h: Harness) -> None:
+    login = h.login("alice", PASSWORD)
+    h.revoke(login.access_token, TOKEN)
+    h.clock.advance(900 + 5)  # past exp, within the 10 s leeway
+    h.stub.Refresh(auth_pb2.RefreshRequest(refresh_token=login.refresh_token))  # prunes
+    assert not valid(h, login.access_token)
