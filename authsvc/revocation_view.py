@@ -11,7 +11,9 @@ every subscriber's socket in the same event-loop pass as it answers the revoking
 but not necessarily before that answer (measured here: the publisher's answer came first
 in about half of the tries). So the revoking call follows its script with a PING: Redis
 answers it only in a later pass, which proves the event is already written to every
-instance's socket before Revoke returns. The feed is read
+instance's socket before Revoke returns. (Written is not yet received: on a lossy network
+a retransmitted packet can still arrive late; the README states that window.) The feed is
+read
 by an asyncio Protocol that applies events in `data_received`, with no buffer in between,
 and the hot path refuses to answer from the view while the feed socket has unread bytes
 (a zero-timeout poll), so an event that has arrived but is not yet applied sends Validate
