@@ -21,6 +21,7 @@ from authsvc_client.errors import InsufficientScope, InvalidToken
 
 _TYPES = ("at+jwt", "application/at+jwt")
 _REQUIRED = ["exp", "iat", "iss", "sub", "jti"]
+_VERIFIED_CACHE_SIZE = 10_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,6 +132,11 @@ class AccessTokenVerifier:
         self.algorithms = frozenset(algorithms)
         self._leeway = leeway
         self._wall_clock = wall_clock
+        # (token, audience) -> (key it verified with, payload, claims). A service sees the
+        # same token on many calls: its signature is checked once, its times every call.
+        # An entry counts only for the very key object it was checked with, so a refetched
+        # key set (rotation, a key withdrawn) verifies afresh.
+        self._verified: dict[tuple[str, str], tuple[PyJWK, Mapping[str, Any], AccessClaims]] = {}
 
     def kid(self, token: str) -> str:
         """The key id the token names, after checking its header; see `token_kid`."""
@@ -142,6 +148,21 @@ class AccessTokenVerifier:
         Raises:
             InvalidToken: With a reason such as BAD_SIGNATURE, EXPIRED, WRONG_AUDIENCE.
         """
+        cached = self._verified.get((token, audience))
+        if cached is not None and cached[0] is key:
+            validate_times(cached[1], self._wall_clock(), self._leeway)
+            return cached[2]
+        payload = self._verify_signature_and_claims(token, key, audience)
+        validate_times(payload, self._wall_clock(), self._leeway)
+        claims = AccessClaims.from_payload(payload)
+        if len(self._verified) >= _VERIFIED_CACHE_SIZE:
+            del self._verified[next(iter(self._verified))]
+        self._verified[(token, audience)] = (key, payload, claims)
+        return claims
+
+    def _verify_signature_and_claims(
+        self, token: str, key: PyJWK, audience: str
+    ) -> Mapping[str, Any]:
         algorithm = key.algorithm_name
         if algorithm not in self.algorithms:
             raise InvalidToken(f"key algorithm {algorithm} is not allowed", "BAD_SIGNATURE")
@@ -178,5 +199,4 @@ class AccessTokenVerifier:
         for name in ("sub", "jti"):
             if not isinstance(payload.get(name), str) or not payload[name]:
                 raise InvalidToken(f"claim {name!r} is missing or empty", "MALFORMED")
-        validate_times(payload, self._wall_clock(), self._leeway)
-        return AccessClaims.from_payload(payload)
+        return payload

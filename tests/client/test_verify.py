@@ -163,3 +163,29 @@ def test_key_cache_keeps_only_allowed_signing_keys() -> None:
     assert not cache.needs_fetch("nope")  # just fetched
     now[0] = 31.0
     assert cache.needs_fetch("nope") and not cache.needs_fetch("k1")
+
+
+def test_a_verified_token_is_remembered_but_its_times_are_checked_every_call() -> None:
+    now = [NOW]
+    verifier = AccessTokenVerifier(issuer="authsvc", wall_clock=lambda: now[0])
+    key = jwk(ED_KEY, "k1")
+    token = sign(claims())
+    assert verifier.verify(token, key, "orders").subject == "alice"
+    assert verifier.verify(token, key, "orders") is verifier.verify(token, key, "orders")
+    now[0] = NOW + 120  # past exp + leeway: the remembered answer does not outlive it
+    with pytest.raises(InvalidToken) as excinfo:
+        verifier.verify(token, key, "orders")
+    assert excinfo.value.reason == "EXPIRED"
+
+
+def test_a_remembered_token_is_checked_afresh_with_another_key_or_audience() -> None:
+    verifier = AccessTokenVerifier(issuer="authsvc", wall_clock=lambda: NOW)
+    token = sign(claims())
+    verifier.verify(token, jwk(ED_KEY, "k1"), "orders")
+    other_key = jwk(ed25519.Ed25519PrivateKey.generate(), "k1")  # e.g. a refetched key set
+    with pytest.raises(InvalidToken) as excinfo:
+        verifier.verify(token, other_key, "orders")
+    assert excinfo.value.reason == "BAD_SIGNATURE"
+    with pytest.raises(InvalidToken) as excinfo:
+        verifier.verify(token, jwk(ED_KEY, "k1"), "billing")
+    assert excinfo.value.reason == "WRONG_AUDIENCE"
