@@ -124,12 +124,27 @@ IS_CURRENT = """
 return redis.call('HGET', KEYS[1], 'cur') == ARGV[1] and 1 or 0
 """
 
+# A Lua function shared by the scripts that end every session of a user: deletes each
+# session listed in the index `sessions`, then the index; `probe` is any session key of
+# the user and `probe_sid` its id (they name the key prefix). Returns how many ended.
+_END_ALL_SESSIONS = """
+local function end_all_sessions(sessions, probe, probe_sid)
+  local prefix = string.sub(probe, 1, #probe - #probe_sid)
+  local n = 0
+  for _, sid in ipairs(redis.call('SMEMBERS', sessions)) do
+    n = n + redis.call('DEL', prefix .. sid)
+  end
+  redis.call('DEL', sessions)
+  return n
+end
+"""
+
 # KEYS: session, sessions, user. ARGV: digest, scope ('session' | 'user'), sid, channel,
 # event.
 # Revokes only when the digest is one this session issued (current or previous; for the
 # session scope also a retired one),
 # so a made-up token naming a session id cannot end it.
-REVOKE_BY_REFRESH = """
+REVOKE_BY_REFRESH = _END_ALL_SESSIONS + """
 local s = redis.call('HMGET', KEYS[1], 'cur', 'prev', 'old')
 if not s[1] then return 0 end
 local d = ARGV[1]
@@ -143,9 +158,7 @@ if not known and s[3] and ARGV[2] ~= 'user' then
 end
 if not known then return 0 end
 if ARGV[2] == 'user' then
-  local prefix = string.sub(KEYS[1], 1, #KEYS[1] - #ARGV[3])
-  for _, sid in ipairs(redis.call('SMEMBERS', KEYS[2])) do redis.call('DEL', prefix .. sid) end
-  redis.call('DEL', KEYS[2])
+  end_all_sessions(KEYS[2], KEYS[1], ARGV[3])
 else
   redis.call('DEL', KEYS[1])
   redis.call('SREM', KEYS[2], ARGV[3])
@@ -154,16 +167,10 @@ redis.call('PUBLISH', ARGV[4], ARGV[5])
 return 1
 """
 
-# KEYS: sessions, any session key of the user (names the key prefix). ARGV: that sid,
-# channel, event.
+# KEYS: sessions, any session key of the user. ARGV: that sid, channel, event.
 # Ends every session of a user ("log out everywhere").
-REVOKE_USER = """
-local prefix = string.sub(KEYS[2], 1, #KEYS[2] - #ARGV[1])
-local n = 0
-for _, sid in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  n = n + redis.call('DEL', prefix .. sid)
-end
-redis.call('DEL', KEYS[1])
+REVOKE_USER = _END_ALL_SESSIONS + """
+local n = end_all_sessions(KEYS[1], KEYS[2], ARGV[1])
 redis.call('PUBLISH', ARGV[2], ARGV[3])
 return n
 """
@@ -177,19 +184,14 @@ redis.call('PUBLISH', ARGV[3], ARGV[4])
 return 1
 """
 
-# KEYS: user, sessions, any session key prefix probe. ARGV: field, value, probe sid, bump_pwver,
-# channel, event.
+# KEYS: user, sessions, any session key of the user. ARGV: field, value, that sid,
+# bump_pwver, channel, event.
 # Changes an account field (disabled / pwhash) and ends all its sessions atomically.
-UPDATE_USER_AND_REVOKE = """
+UPDATE_USER_AND_REVOKE = _END_ALL_SESSIONS + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 if ARGV[4] == '1' then redis.call('HINCRBY', KEYS[1], 'pwver', 1) end
-local prefix = string.sub(KEYS[3], 1, #KEYS[3] - #ARGV[3])
-local n = 0
-for _, sid in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-  n = n + redis.call('DEL', prefix .. sid)
-end
-redis.call('DEL', KEYS[2])
+local n = end_all_sessions(KEYS[2], KEYS[3], ARGV[3])
 redis.call('PUBLISH', ARGV[5], ARGV[6])
 return n
 """
