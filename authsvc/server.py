@@ -216,13 +216,10 @@ def _run_workers(settings: Settings, redis_url: str) -> None:
     ]
     for proc in procs:
         proc.start()
-    stopping = False
 
-    def forward(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
+    def forward(_signum: int, _frame: object) -> None:
         for proc in procs:
-            if proc.is_alive() and proc.pid is not None:
+            if proc.is_alive():
                 proc.terminate()
 
     signal.signal(signal.SIGTERM, forward)

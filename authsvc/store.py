@@ -179,10 +179,6 @@ class RedisStore:
         """Close the connection pool (ours, even when handed to the client)."""
         await self._r.aclose(close_connection_pool=True)
 
-    def pubsub(self) -> aioredis.client.PubSub:
-        """A pub/sub connection for the revocation events."""
-        return self._r.pubsub()
-
     async def _events_flushed(self) -> None:
         """Return once Redis has written a just-published revocation event to every
         subscriber.

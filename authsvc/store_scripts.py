@@ -144,7 +144,9 @@ end
 # Revokes only when the digest is one this session issued (current or previous; for the
 # session scope also a retired one),
 # so a made-up token naming a session id cannot end it.
-REVOKE_BY_REFRESH = _END_ALL_SESSIONS + """
+REVOKE_BY_REFRESH = (
+    _END_ALL_SESSIONS
+    + """
 local s = redis.call('HMGET', KEYS[1], 'cur', 'prev', 'old')
 if not s[1] then return 0 end
 local d = ARGV[1]
@@ -166,14 +168,18 @@ end
 redis.call('PUBLISH', ARGV[4], ARGV[5])
 return 1
 """
+)
 
 # KEYS: sessions, any session key of the user. ARGV: that sid, channel, event.
 # Ends every session of a user ("log out everywhere").
-REVOKE_USER = _END_ALL_SESSIONS + """
+REVOKE_USER = (
+    _END_ALL_SESSIONS
+    + """
 local n = end_all_sessions(KEYS[1], KEYS[2], ARGV[1])
 redis.call('PUBLISH', ARGV[2], ARGV[3])
 return n
 """
+)
 
 # KEYS: session. ARGV: field ('rj:<jti>'), token exp_s, channel, event.
 # Marks one access token revoked inside its session (gone with the session).
@@ -187,7 +193,9 @@ return 1
 # KEYS: user, sessions, any session key of the user. ARGV: field, value, that sid,
 # bump_pwver, channel, event.
 # Changes an account field (disabled / pwhash) and ends all its sessions atomically.
-UPDATE_USER_AND_REVOKE = _END_ALL_SESSIONS + """
+UPDATE_USER_AND_REVOKE = (
+    _END_ALL_SESSIONS
+    + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 if ARGV[4] == '1' then redis.call('HINCRBY', KEYS[1], 'pwver', 1) end
@@ -195,3 +203,4 @@ local n = end_all_sessions(KEYS[2], KEYS[3], ARGV[3])
 redis.call('PUBLISH', ARGV[5], ARGV[6])
 return n
 """
+)

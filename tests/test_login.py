@@ -187,3 +187,15 @@ def test_more_calls_than_redis_connections_wait_instead_of_failing(
     with ThreadPoolExecutor(max_workers=16) as pool:
         answers = list(pool.map(lambda _: h.stub.Validate(request, timeout=30), range(64)))
     assert all(a.valid for a in answers)
+
+
+def test_a_hash_made_with_weaker_parameters_is_upgraded_at_login(authsvc_server: Harness) -> None:
+    from authsvc.passwords import PasswordHasher
+
+    h = authsvc_server
+    weak = PasswordHasher(memory_kib=7168, time_cost=5, parallelism=1, threads=1)
+    h.run(h.store.create_account("old", "user", weak.hash(PASSWORD), ("read",), h.clock()))
+    assert h.login("old", PASSWORD).access_token
+    upgraded = h.run(h.store.get_account("old")).pwhash
+    assert upgraded.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+    assert h.login("old", PASSWORD).access_token
