@@ -5,7 +5,7 @@
     authsvc user passwd NAME [--password-stdin]
     authsvc user disable NAME | enable NAME | scopes NAME --scopes a,b | list
     authsvc client add NAME [--scopes a,b]        (prints a generated secret once)
-    authsvc login NAME [--password-stdin] [--audience A] [--scope S ...]
+    authsvc login NAME [--password-stdin] [--audience A] [--scope S ...] [--ca F [--cert F --key F]]
     authsvc validate TOKEN [--audience A] [--scope S ...]
     authsvc refresh TOKEN
     authsvc revoke TOKEN [--what token|session|user]
@@ -24,6 +24,7 @@ import secrets
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -40,6 +41,7 @@ from authsvc.store import RedisStore
 _SERVE_FLAGS = (
     "listen", "redis_url", "data_dir", "issuer", "default_audience", "log_level", "workers",
     "access_ttl_seconds", "refresh_ttl_seconds", "signing_alg", "signing_key_file",
+    "tls_cert_file", "tls_key_file", "tls_client_ca_file",
 )  # fmt: skip
 _REVOKE_SCOPES = {
     "token": auth_pb2.REVOKE_SCOPE_TOKEN,
@@ -82,6 +84,9 @@ def _parser() -> argparse.ArgumentParser:
 
     def target(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--target", default=None, help="server address (AUTHSVC_LISTEN)")
+        parser.add_argument("--ca", default=None, help="PEM CA bundle: connect with TLS")
+        parser.add_argument("--cert", default=None, help="PEM client certificate (mTLS)")
+        parser.add_argument("--key", default=None, help="PEM client key (mTLS)")
 
     login = sub.add_parser("login", help="log in; prints the token pair as JSON")
     login.add_argument("name")
@@ -175,9 +180,30 @@ def _admin(settings: Settings, args: argparse.Namespace) -> None:
         hasher.close()
 
 
+def _channel(target: str, args: argparse.Namespace) -> grpc.Channel:
+    """Plaintext, or TLS when --ca is given (with a client certificate for mTLS)."""
+    if not args.ca:
+        if args.cert or args.key:
+            raise AuthsvcError("--cert/--key need --ca (TLS)")
+        return grpc.insecure_channel(target)
+
+    def read(path: str | None) -> bytes | None:
+        try:
+            return Path(path).read_bytes() if path else None
+        except OSError as exc:
+            raise AuthsvcError(f"cannot read {path}: {exc.strerror}") from None
+
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=read(args.ca),
+        private_key=read(args.key),
+        certificate_chain=read(args.cert),
+    )
+    return grpc.secure_channel(target, credentials)
+
+
 def _call(settings: Settings, args: argparse.Namespace) -> None:
     target = args.target or settings.listen
-    with grpc.insecure_channel(target) as channel:
+    with _channel(target, args) as channel:
         stub = auth_pb2_grpc.AuthServiceStub(channel)
         response: Any
         if args.command == "login":

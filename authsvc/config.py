@@ -48,6 +48,11 @@ class Settings:
     #: Extra PEM keys (public or private) accepted for verification only (key rotation).
     verify_key_files: tuple[str, ...] = ()
     log_level: str = "INFO"
+    #: PEM certificate chain and private key: serve TLS instead of plaintext.
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    #: PEM CA bundle: require and verify client certificates (mTLS).
+    tls_client_ca_file: str = ""
     redis_socket_timeout: float = 2.0
     redis_connect_timeout: float = 2.0
     redis_pool_size: int = 64
@@ -127,6 +132,12 @@ def _redis_url(raw: str) -> str:
     return raw
 
 
+def _readable_file(raw: str) -> str:
+    if raw and not os.access(raw, os.R_OK):
+        raise ValueError("must name a readable file")
+    return raw
+
+
 def _boolean(raw: str) -> bool:
     value = raw.strip().lower()
     if value in ("1", "true", "yes", "on"):
@@ -156,6 +167,9 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "signing_key_file": str,
     "verify_key_files": _csv,
     "log_level": _choice(LOG_LEVELS),
+    "tls_cert_file": _readable_file,
+    "tls_key_file": _readable_file,
+    "tls_client_ca_file": _readable_file,
     "redis_socket_timeout": _positive_float(0.0, 60.0),
     "redis_connect_timeout": _positive_float(0.0, 60.0),
     "redis_pool_size": _positive_int(1, 10_000),
@@ -210,6 +224,12 @@ def load_settings(
             else value
         )
     settings = Settings(**values)
+    if bool(settings.tls_cert_file) != bool(settings.tls_key_file):
+        raise ConfigError(f"{env_name('tls_cert_file')} and {env_name('tls_key_file')} go together")
+    if settings.tls_client_ca_file and not settings.tls_cert_file:
+        raise ConfigError(
+            f"{env_name('tls_client_ca_file')} (mTLS) needs TLS: set the cert and key"
+        )
     if settings.session_max_seconds < settings.access_ttl_seconds:
         raise ConfigError(
             f"{env_name('session_max_seconds')} must be at least {env_name('access_ttl_seconds')}"

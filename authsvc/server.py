@@ -10,6 +10,7 @@ import logging
 import multiprocessing
 import signal
 from collections.abc import Sequence
+from pathlib import Path
 
 import grpc
 from authsvc_api.v1 import auth_pb2, auth_pb2_grpc
@@ -53,6 +54,20 @@ def make_hasher(settings: Settings) -> PasswordHasher:
         settings.argon2_time_cost,
         settings.argon2_parallelism,
         settings.hash_threads,
+    )
+
+
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """TLS credentials from the configured PEM files (mTLS with a client CA); None: plaintext."""
+    if not settings.tls_cert_file:
+        return None
+    key = Path(settings.tls_key_file).read_bytes()
+    chain = Path(settings.tls_cert_file).read_bytes()
+    client_ca = (
+        Path(settings.tls_client_ca_file).read_bytes() if settings.tls_client_ca_file else None
+    )
+    return grpc.ssl_server_credentials(
+        [(key, chain)], root_certificates=client_ca, require_client_auth=client_ca is not None
     )
 
 
@@ -108,7 +123,11 @@ class AuthServer:
 
     async def start(self) -> int:
         """Bind, start serving and monitoring Redis; returns the bound port."""
-        self.port = self._server.add_insecure_port(self.settings.listen)
+        credentials = server_credentials(self.settings)
+        if credentials is None:
+            self.port = self._server.add_insecure_port(self.settings.listen)
+        else:
+            self.port = self._server.add_secure_port(self.settings.listen, credentials)
         if self.port == 0:
             raise OSError(f"cannot listen on {self.settings.listen}")
         await self._set_health(await self.service.healthy())
@@ -195,7 +214,13 @@ def run(settings: Settings) -> None:
         settings.data_dir, settings.signing_alg, settings.signing_key_file,
         settings.verify_key_files,
     )  # fmt: skip
-    print(f"authsvc listening on {settings.listen} (Redis: {_describe(redis_url)})", flush=True)
+    transport = (
+        "mTLS" if settings.tls_client_ca_file else "TLS" if settings.tls_cert_file else "plaintext"
+    )
+    print(
+        f"authsvc listening on {settings.listen}, {transport} (Redis: {_describe(redis_url)})",
+        flush=True,
+    )
     print("create a first user with:  .venv/bin/authsvc user add alice", flush=True)
     try:
         if settings.workers == 1:
