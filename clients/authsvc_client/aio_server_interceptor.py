@@ -7,6 +7,7 @@ handlers must be coroutines or async generators.
 from __future__ import annotations
 
 import inspect
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Protocol
@@ -20,6 +21,9 @@ from authsvc_client.guard import AUTHENTICATED, Guard, MethodPolicy
 from authsvc_client.jwks import AsyncKeySource, KeyCache
 from authsvc_client.server_interceptor import behavior_of, rewrap, status_of
 from authsvc_client.verify import AccessClaims, AccessTokenVerifier
+
+log = logging.getLogger(__name__)
+UNVERIFIABLE = "the token could not be verified"
 
 
 class AsyncAuthsvcCalls(Protocol):
@@ -104,6 +108,9 @@ class AsyncServerAuthInterceptor(grpc.aio.ServerInterceptor):
                 claims = await self.authenticate(method, context.invocation_metadata())
             except TokenVerificationError as exc:
                 await context.abort(*status_of(exc))
+            except Exception:  # a bug must not reach the caller, nor its token the log
+                log.error("token verification failed unexpectedly on %s", method)
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, UNVERIFIABLE)
             # grpc.aio runs each call in a task of its own, so this stays with this call.
             CLAIMS.set(claims)
 

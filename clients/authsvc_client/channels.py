@@ -33,7 +33,11 @@ def is_loopback_target(target: str) -> bool:
             if target.startswith("//"):  # dns://authority/host:port
                 target = target[2:].partition("/")[2]
             break
-    host = _host(target)
+    # ipv4:/ipv6: targets may list several addresses: every one must be loopback.
+    return all(_is_loopback_host(_host(part)) for part in target.split(","))
+
+
+def _is_loopback_host(host: str) -> bool:
     if host.lower() in ("localhost", "localhost."):
         return True
     try:

@@ -142,15 +142,27 @@ class AsyncKeySource:
         self._fetch = fetch
         self.cache = cache or KeyCache()
         self._lock = asyncio.Lock()
+        self._pending: asyncio.Future[None] | None = None
 
     async def key(self, kid: str) -> PyJWK:
         """The key for `kid`, fetching the key set first if needed; see `KeyCache.key`."""
-        if self.cache.needs_fetch(kid):
+        pending = self._pending if self._pending is not None and not self._pending.done() else None
+        if pending is None and self.cache.needs_fetch(kid):
             async with self._lock:
                 if self.cache.needs_fetch(kid):
-                    self.cache.fetching()
-                    try:
-                        self.cache.update(await self._fetch())
-                    except VerifierUnavailable as exc:
-                        _log.warning("fetching the authsvc signing keys failed: %s", exc)
+                    # The fetch runs in a task of its own: a call cancelled while waiting for
+                    # it (client gone, deadline) must not leave the rate limit armed with no
+                    # keys fetched.
+                    if self._pending is None or self._pending.done():
+                        self._pending = asyncio.ensure_future(self._fetch_once())
+                    pending = self._pending
+            if pending is not None:
+                await asyncio.shield(pending)
         return self.cache.key(kid)
+
+    async def _fetch_once(self) -> None:
+        self.cache.fetching()
+        try:
+            self.cache.update(await self._fetch())
+        except VerifierUnavailable as exc:
+            _log.warning("fetching the authsvc signing keys failed: %s", exc)

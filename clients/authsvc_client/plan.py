@@ -8,7 +8,7 @@ Errors from an action are thrown back into the generator at the `yield`.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Collection, Generator
 
 from authsvc_client.errors import (
     AuthServiceUnavailable,
@@ -64,6 +64,8 @@ def obtain(
     credentials: Credentials | None,
     *,
     known_refresh_token: str | None,
+    retired: Collection[str] = (),
+    on_refused: Callable[[str], None] = lambda _token: None,
     check_store: bool,
     fallback_is_valid: bool,
     policy: RefreshPolicy,
@@ -75,7 +77,11 @@ def obtain(
         refresh_token: The newest refresh token, or None when there is none worth sending.
         credentials: What to log in with when the refresh token is refused, if anything.
         known_refresh_token: The newest refresh token this process has seen, even if it is
-            not worth sending; a stored pair with another refresh token is newer.
+            not worth sending; a stored pair with another refresh token is newer, unless
+            its refresh token is one of `retired`.
+        retired: Refresh tokens this process has replaced or seen refused: a stored pair
+            holding one is older than ours (e.g. a save failed), never adopted.
+        on_refused: Told the refresh token authsvc refused, so it is never sent again.
         check_store: Whether there is a shared store that another process may have updated;
             it is read first, and again after a refusal, so a rotation done elsewhere is
             adopted instead of sending a retired token or logging in needlessly.
@@ -91,7 +97,7 @@ def obtain(
     """
     if check_store:
         stored = yield LoadStored()
-        if stored is not None and stored.refresh_token != known_refresh_token:
+        if stored is not None and _newer(stored, known_refresh_token, retired):
             return Obtained(stored, adopted=True)
     attempt = 0
     while True:
@@ -108,9 +114,12 @@ def obtain(
             assert tokens is not None
             return Obtained(tokens, adopted=False)
         except RefreshTokenRejected as exc:
+            if refresh_token is not None:
+                on_refused(refresh_token)
+                retired = (*retired, refresh_token)
             if check_store:
                 stored = yield LoadStored()
-                if stored is not None and stored.refresh_token != known_refresh_token:
+                if stored is not None and _newer(stored, known_refresh_token, retired):
                     return Obtained(stored, adopted=True)
             if credentials is None:
                 raise ReauthenticationRequired(
@@ -123,3 +132,8 @@ def obtain(
             if fallback_is_valid or attempt >= policy.max_attempts:
                 raise
             yield Sleep(backoff_delay(attempt, policy, random()))
+
+
+def _newer(stored: Tokens, known: str | None, retired: Collection[str]) -> bool:
+    """Whether a stored pair is newer than what this process holds."""
+    return stored.refresh_token != known and stored.refresh_token not in retired

@@ -50,6 +50,10 @@ _DEFAULT_ERRORS: dict[str, type[AuthClientError]] = {
 _SERVER_SIDE = frozenset({"GetJwks", "Validate"})
 
 DEFAULT_TIMEOUT = 10.0
+# Well inside authsvc's refresh grace window (10 s by default): a Refresh whose answer was
+# lost is retried while the server still hands back the same pair instead of calling the
+# retry token reuse.
+REFRESH_TIMEOUT = 4.0
 
 
 def map_error(
@@ -96,7 +100,8 @@ def _tokens(response: auth_pb2.LoginResponse | auth_pb2.RefreshResponse) -> Toke
         access_token=response.access_token,
         refresh_token=response.refresh_token,
         expires_in=float(response.expires_in),
-        refresh_expires_in=float(response.refresh_expires_in) or None,
+        # 0 is a real answer (the session's absolute end is reached), not "no expiry".
+        refresh_expires_in=float(response.refresh_expires_in),
         lifetime=float(response.expires_in),
         scopes=tuple(response.scopes),
         session_id=response.session_id,
@@ -158,7 +163,7 @@ class AuthsvcClient:
         """Rotate the refresh token; see `AuthTransport.refresh`."""
         request = auth_pb2.RefreshRequest(refresh_token=refresh_token)
         try:
-            return _tokens(self._stub.Refresh(request, timeout=self._timeout))
+            return _tokens(self._stub.Refresh(request, timeout=min(self._timeout, REFRESH_TIMEOUT)))
         except grpc.RpcError as exc:
             raise _rpc_error("Refresh", exc) from exc
 
@@ -216,7 +221,9 @@ class AsyncAuthsvcClient:
         """Rotate the refresh token; see `AuthTransport.refresh`."""
         request = auth_pb2.RefreshRequest(refresh_token=refresh_token)
         try:
-            return _tokens(await self._stub.Refresh(request, timeout=self._timeout))
+            return _tokens(
+                await self._stub.Refresh(request, timeout=min(self._timeout, REFRESH_TIMEOUT))
+            )
         except grpc.RpcError as exc:
             raise _rpc_error("Refresh", exc) from exc
 

@@ -15,6 +15,7 @@ time and end the stream, and clients then reopen it with a fresh token.
 from __future__ import annotations
 
 import contextvars
+import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
@@ -38,6 +39,9 @@ STATUS: dict[type[TokenVerificationError], grpc.StatusCode] = {
     VerifierUnavailable: grpc.StatusCode.UNAVAILABLE,
 }
 """The status each verification error aborts a call with."""
+
+log = logging.getLogger(__name__)
+UNVERIFIABLE = "the token could not be verified"
 
 
 def status_of(error: TokenVerificationError) -> tuple[grpc.StatusCode, str]:
@@ -168,6 +172,9 @@ class ServerAuthInterceptor(grpc.ServerInterceptor):
                 claims = self.authenticate(method, context.invocation_metadata())
             except TokenVerificationError as exc:
                 context.abort(*status_of(exc))
+            except Exception:  # a bug must not reach the caller, nor its token the log
+                log.error("token verification failed unexpectedly on %s", method)
+                context.abort(grpc.StatusCode.UNAUTHENTICATED, UNVERIFIABLE)
             # A copied context keeps the claims from leaking to the next call on this thread.
             scope = contextvars.copy_context()
             scope.run(CLAIMS.set, claims)

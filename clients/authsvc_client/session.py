@@ -6,6 +6,8 @@ readings of the manager's monotonic clock.
 
 from __future__ import annotations
 
+import collections
+import copy
 import dataclasses
 import enum
 import math
@@ -90,6 +92,9 @@ class TokenSession:
         self._retry_at = -math.inf
         self._last_error: AuthClientError | None = None
         self._ended = False
+        # Refresh tokens replaced or refused here, newest last (bounded): never sent again
+        # and never adopted back from a store that missed a save.
+        self._retired: collections.deque[str] = collections.deque(maxlen=64)
 
     @property
     def tokens(self) -> Tokens | None:
@@ -107,6 +112,8 @@ class TokenSession:
     def install(self, tokens: Tokens, now: float, *, forced: bool = False) -> None:
         """Make `tokens`, received at `now`, the current pair."""
         margin = refresh_margin(tokens.full_lifetime, self._policy, self._random())
+        if self._tokens is not None and self._tokens.refresh_token != tokens.refresh_token:
+            self._retired.append(self._tokens.refresh_token)
         self._tokens = tokens
         self._expires_at = now + tokens.expires_in
         self._refresh_at = self._expires_at - margin
@@ -150,7 +157,8 @@ class TokenSession:
         if refresh_running:
             return Wait()
         if self._last_error is not None and now < self._retry_at:
-            return Fail(self._last_error)
+            # A copy: raising one stored exception again and again would grow its traceback.
+            return Fail(copy.copy(self._last_error))
         return self._lead(now, fallback_is_valid=False)
 
     def failed(self, error: AuthClientError, now: float) -> None:
@@ -172,11 +180,13 @@ class TokenSession:
 
     def _lead(self, now: float, *, fallback_is_valid: bool) -> Lead:
         known = self._tokens.refresh_token if self._tokens is not None else None
-        usable = not self._ended and now < self._refresh_expires_at
+        usable = not self._ended and now < self._refresh_expires_at and known not in self._retired
         plan = obtain(
             known if usable else None,
             self._credentials,
             known_refresh_token=known,
+            retired=tuple(self._retired),
+            on_refused=self._retired.append,
             check_store=self._has_store,
             fallback_is_valid=fallback_is_valid,
             policy=self._policy,

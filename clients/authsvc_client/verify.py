@@ -10,6 +10,7 @@ claims are checked here against the injected wall clock, with a small leeway.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
@@ -69,8 +70,9 @@ def token_kid(token: str, algorithms: Collection[str]) -> str:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError as exc:
         raise InvalidToken(f"not a JWT: {exc}", "MALFORMED") from exc
-    if header.get("alg") not in algorithms:
-        raise InvalidToken(f"algorithm {header.get('alg')!r} is not allowed", "BAD_SIGNATURE")
+    alg = header.get("alg")
+    if not isinstance(alg, str) or alg not in algorithms:
+        raise InvalidToken("the token's algorithm is not allowed", "BAD_SIGNATURE")
     typ = header.get("typ")
     if not isinstance(typ, str) or typ.lower() not in _TYPES:
         raise InvalidToken(f"typ {typ!r} is not an access token", "WRONG_TYPE")
@@ -137,6 +139,7 @@ class AccessTokenVerifier:
         # An entry counts only for the very key object it was checked with, so a refetched
         # key set (rotation, a key withdrawn) verifies afresh.
         self._verified: dict[tuple[str, str], tuple[PyJWK, Mapping[str, Any], AccessClaims]] = {}
+        self._verified_lock = threading.Lock()  # blocking servers verify on many threads
 
     def kid(self, token: str) -> str:
         """The key id the token names, after checking its header; see `token_kid`."""
@@ -155,9 +158,10 @@ class AccessTokenVerifier:
         payload = self._verify_signature_and_claims(token, key, audience)
         validate_times(payload, self._wall_clock(), self._leeway)
         claims = AccessClaims.from_payload(payload)
-        if len(self._verified) >= _VERIFIED_CACHE_SIZE:
-            del self._verified[next(iter(self._verified))]
-        self._verified[(token, audience)] = (key, payload, claims)
+        with self._verified_lock:
+            while len(self._verified) >= _VERIFIED_CACHE_SIZE:
+                self._verified.pop(next(iter(self._verified)), None)
+            self._verified[(token, audience)] = (key, payload, claims)
         return claims
 
     def _verify_signature_and_claims(

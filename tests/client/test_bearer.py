@@ -48,6 +48,9 @@ def test_bearer_token(metadata: list[tuple[str, str | bytes]], token: str | None
         ("dns:///orders.internal:443", False),
         ("dns://8.8.8.8/localhost.evil.com:443", False),
         ("localhost.evil.com:443", False),
+        ("ipv4:127.0.0.1:1,127.0.0.2:1", True),
+        ("ipv6:[::1]:1,[2001:db8::1]:1", False),
+        ("ipv4:127.0.0.1:1,10.0.0.5:1", False),
     ],
 )
 def test_loopback_targets(target: str, local: bool) -> None:

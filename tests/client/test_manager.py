@@ -204,3 +204,67 @@ def test_after_a_refused_refresh_the_store_is_read_again_before_logging_in(
     clock.advance(61)
     assert manager.access_token() == "at-other"
     assert fake.calls == ["Login", "Refresh"]  # refused once, then adopted; no second Login
+
+
+class _FlakyStore(FileTokenStore):
+    """A file store whose next save fails (a full disk, a read-only mount)."""
+
+    fail_next = False
+
+    def save(self, tokens: Tokens) -> None:
+        if self.fail_next:
+            self.fail_next = False
+            raise OSError("disk full")
+        super().save(tokens)
+
+
+def test_a_store_that_missed_a_save_never_brings_back_a_retired_token(tmp_path: Path) -> None:
+    fake, clock = FakeAuthsvc(lifetime=60), ManualClock()
+    store = _FlakyStore(tmp_path / "tokens.json")
+    manager = make(fake, clock, credentials=CREDS, store=store)
+    manager.access_token()  # rt1, saved
+    clock.advance(61)
+    manager.access_token()  # rt2, saved
+    store.fail_next = True
+    clock.advance(61)
+    assert manager.access_token() == "at3"  # rt3; the save failed, the store still says rt2
+    clock.advance(61)
+    assert manager.access_token() == "at4"
+    refreshed_with = [c for c in fake.calls if c == "Refresh"]
+    assert len(refreshed_with) == 3 and fake.calls.count("Login") == 1
+    assert "rt3" not in fake.live and "rt4" in fake.live  # rt3 was sent, never rt2 again
+
+
+def test_a_refused_refresh_token_is_not_sent_again_when_login_fails() -> None:
+    fake, clock = FakeAuthsvc(lifetime=60), ManualClock()
+    manager = make(fake, clock, credentials=CREDS)
+    manager.access_token()
+    fake.live.clear()  # authsvc ended the session
+    fake.secret = "rotated"  # and the credentials no longer work
+    clock.advance(61)
+    for _ in range(3):
+        with pytest.raises(Exception):  # noqa: B017 - refused login, any library error
+            manager.access_token()
+        clock.advance(3600)
+    assert fake.calls.count("Refresh") == 1, fake.calls
+
+
+def test_repeated_failures_raise_fresh_exceptions() -> None:
+    fake, clock = FakeAuthsvc(lifetime=60), ManualClock()
+    fake.secret = "other"
+    manager = make(fake, clock, credentials=CREDS)
+    errors = []
+    for _ in range(3):
+        with pytest.raises(Exception) as excinfo:  # noqa: B017
+            manager.access_token()
+        errors.append(excinfo.value)
+    assert len({id(e) for e in errors}) == 3
+    assert all(len(list(_frames(e))) < 20 for e in errors)
+
+
+def _frames(exc: BaseException) -> list[object]:
+    tb, out = exc.__traceback__, list[object]()
+    while tb is not None:
+        out.append(tb)
+        tb = tb.tb_next
+    return out

@@ -189,3 +189,47 @@ def test_a_remembered_token_is_checked_afresh_with_another_key_or_audience() -> 
     with pytest.raises(InvalidToken) as excinfo:
         verifier.verify(token, jwk(ED_KEY, "k1"), "billing")
     assert excinfo.value.reason == "WRONG_AUDIENCE"
+
+
+def test_a_non_string_alg_is_a_refused_token_not_a_crash() -> None:
+    import base64
+
+    def b64(data: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+    token = f"{b64({'alg': ['EdDSA'], 'typ': 'at+jwt', 'kid': 'k1'})}.{b64(claims())}.c2ln"
+    with pytest.raises(InvalidToken) as excinfo:
+        VERIFIER.kid(token)
+    assert excinfo.value.reason == "BAD_SIGNATURE"
+
+
+def test_a_cancelled_key_fetch_does_not_lock_out_verification() -> None:
+    import asyncio
+
+    from authsvc_client.jwks import AsyncKeySource
+
+    good = json.dumps(
+        {"keys": [json.loads(OKPAlgorithm.to_jwk(ED_KEY.public_key())) | {"kid": "k1"}]}
+    )
+
+    async def scenario() -> str:
+        release, started = asyncio.Event(), asyncio.Event()
+        fetches = 0
+
+        async def fetch() -> str:
+            nonlocal fetches
+            fetches += 1
+            started.set()
+            await release.wait()
+            return good
+
+        source = AsyncKeySource(fetch, KeyCache(clock=lambda: 0.0, min_refetch_interval=30))
+        first = asyncio.ensure_future(source.key("k1"))
+        await started.wait()  # the first call has started the fetch
+        first.cancel()  # e.g. its client went away
+        release.set()
+        key = await source.key("k1")
+        assert fetches == 1
+        return str(key.key_id)
+
+    assert asyncio.run(scenario()) == "k1"
