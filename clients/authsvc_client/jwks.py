@@ -156,8 +156,8 @@ class AsyncKeySource:
                     if self._pending is None or self._pending.done():
                         self._pending = asyncio.ensure_future(self._fetch_once())
                     pending = self._pending
-            if pending is not None:
-                await asyncio.shield(pending)
+        if pending is not None:
+            await asyncio.shield(pending)
         return self.cache.key(kid)
 
     async def _fetch_once(self) -> None:
