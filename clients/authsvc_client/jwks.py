@@ -56,7 +56,8 @@ def parse_jwks(jwks_json: str, algorithms: Collection[str]) -> dict[str, PyJWK]:
 
 
 class KeyCache:
-    """Known keys and when to fetch them again; not thread-safe (the sources lock).
+    """Known keys and when to fetch them again; updates are serialised by the sources, and
+    a fetch replaces the key dict in one assignment, so lookups never see it half-built.
 
     Args:
         algorithms: Keys of other algorithms are ignored.
@@ -87,6 +88,10 @@ class KeyCache:
         if now - self._attempted_at < self._min_refetch_interval:
             return False
         return kid not in self._keys or now - self._fetched_at >= self._max_age
+
+    def knows(self, kid: str) -> bool:
+        """Whether a key for `kid` is at hand (possibly due for a refetch)."""
+        return kid in self._keys
 
     def fetching(self) -> None:
         """Note that a fetch starts now (for the rate limit)."""
@@ -122,15 +127,30 @@ class KeySource:
         self._lock = threading.Lock()
 
     def key(self, kid: str) -> PyJWK:
-        """The key for `kid`, fetching the key set first if needed; see `KeyCache.key`."""
-        with self._lock:
-            if self.cache.needs_fetch(kid):
-                self.cache.fetching()
-                try:
-                    self.cache.update(self._fetch())
-                except VerifierUnavailable as exc:
-                    _log.warning("fetching the authsvc signing keys failed: %s", exc)
-            return self.cache.key(kid)
+        """The key for `kid`, fetching the key set first if needed; see `KeyCache.key`.
+
+        One thread fetches at a time. A caller whose key is already known never waits
+        for someone else's fetch (authsvc may be slow): it uses the key it has.
+        """
+        if self.cache.needs_fetch(kid):
+            if self.cache.knows(kid):
+                if self._lock.acquire(blocking=False):
+                    try:
+                        self._fetch_if_needed(kid)
+                    finally:
+                        self._lock.release()
+            else:
+                with self._lock:
+                    self._fetch_if_needed(kid)
+        return self.cache.key(kid)
+
+    def _fetch_if_needed(self, kid: str) -> None:
+        if self.cache.needs_fetch(kid):
+            self.cache.fetching()
+            try:
+                self.cache.update(self._fetch())
+            except VerifierUnavailable as exc:
+                _log.warning("fetching the authsvc signing keys failed: %s", exc)
 
 
 class AsyncKeySource:

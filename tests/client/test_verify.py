@@ -233,3 +233,33 @@ def test_a_cancelled_key_fetch_does_not_lock_out_verification() -> None:
         return str(key.key_id)
 
     assert asyncio.run(scenario()) == "k1"
+
+
+def test_a_known_key_is_served_while_another_thread_refetches() -> None:
+    import threading
+
+    from authsvc_client.jwks import KeySource
+
+    good = json.dumps(
+        {"keys": [json.loads(OKPAlgorithm.to_jwk(ED_KEY.public_key())) | {"kid": "k1"}]}
+    )
+    now = [0.0]
+    release, started = threading.Event(), threading.Event()
+
+    def slow_fetch() -> str:  # authsvc answering slowly
+        started.set()
+        assert release.wait(timeout=10)
+        return good
+
+    cache = KeyCache(clock=lambda: now[0], min_refetch_interval=30, max_age=600)
+    cache.fetching()
+    cache.update(good)
+    source = KeySource(slow_fetch, cache)
+    now[0] = 601.0  # the key set is due for its periodic refetch
+    refetcher = threading.Thread(target=source.key, args=("k1",))
+    refetcher.start()
+    assert started.wait(timeout=10)
+    assert source.key("k1").key_id == "k1"  # answered while the refetch is in flight
+    release.set()
+    refetcher.join(timeout=10)
+    assert not refetcher.is_alive()
