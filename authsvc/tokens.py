@@ -106,6 +106,10 @@ class AccessTokenCodec:
         self._leeway = leeway
         self._cache: OrderedDict[str, AccessClaims] = OrderedDict()
         self._cache_size = cache_size
+        # Tokens refused for what they are (not for the time): a caller repeating a bad
+        # token costs a hash and a lookup, not a signature check each time. Keyed by digest
+        # so memory stays small whatever the callers send; bounded, FIFO.
+        self._refused: dict[bytes, Invalid] = {}
 
     def mint(
         self,
@@ -148,7 +152,17 @@ class AccessTokenCodec:
         """
         claims = self._cache.get(token)
         if claims is None:
-            claims = self._verify_signature_and_claims(token)
+            digest = hashlib.sha256(token.encode()).digest()
+            refused = self._refused.get(digest)
+            if refused is not None:
+                raise TokenInvalid(refused)
+            try:
+                claims = self._verify_signature_and_claims(token)
+            except TokenInvalid as exc:
+                if len(self._refused) >= self._cache_size:
+                    del self._refused[next(iter(self._refused))]
+                self._refused[digest] = exc.reason
+                raise
             self._remember(token, claims)
         if now + self._leeway < claims.not_before or now + self._leeway < claims.issued_at:
             raise TokenInvalid(Invalid.NOT_YET_VALID)
