@@ -29,6 +29,7 @@ from authsvc_client.tokens import Tokens
 
 _FORMAT_VERSION = 1
 _FILE_MODE = 0o600
+_LOCK_TIMEOUT = 10.0
 _DIR_MODE = 0o700
 
 
@@ -41,11 +42,16 @@ class FileTokenStore:
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], *, wall_clock: Callable[[], float] = time.time
+        self,
+        path: str | os.PathLike[str],
+        *,
+        wall_clock: Callable[[], float] = time.time,
+        lock_timeout: float = _LOCK_TIMEOUT,
     ) -> None:
         self._path = Path(path)
         self._lock_path = self._path.with_name(self._path.name + ".lock")
         self._wall_clock = wall_clock
+        self._lock_timeout = lock_timeout
 
     @property
     def path(self) -> Path:
@@ -113,14 +119,38 @@ class FileTokenStore:
     def _locked(self, operation: int) -> Iterator[None]:
         try:
             self._path.parent.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
+            directory = os.stat(self._path.parent)
             fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, _FILE_MODE)
         except OSError as exc:
             raise TokenStoreError(f"cannot open lock file {self._lock_path}: {exc}") from exc
         try:
-            fcntl.flock(fd, operation)
+            # Another user who can write the directory could swap the files or hold the
+            # lock forever: the store lives in a directory only its owner may change.
+            if directory.st_uid != os.geteuid() or directory.st_mode & 0o022:
+                raise TokenStoreError(
+                    f"{self._path.parent} is writable by others or not yours; "
+                    "keep the token store in a private directory"
+                )
+            if os.fstat(fd).st_uid != os.geteuid():
+                raise TokenStoreError(f"lock file {self._lock_path} belongs to another user")
+            _flock_within(fd, operation, self._lock_timeout)
             yield
         finally:
             os.close(fd)  # closing releases the lock
+
+
+def _flock_within(fd: int, operation: int, timeout: float) -> None:
+    """flock, giving up after `timeout` seconds (a stuck holder must not hang refreshes)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, operation | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                message = f"the token store stayed locked for {timeout:.0f} s"
+                raise TokenStoreError(message) from None
+            time.sleep(0.01)  # another process holds the lock: there is nothing to wait on
 
 
 def _encode(tokens: Tokens, now: float) -> bytes:

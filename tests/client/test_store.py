@@ -103,3 +103,25 @@ def test_concurrent_processes_never_see_a_torn_file(tmp_path: Path) -> None:
     final = store.load()
     assert final is not None and final.refresh_token.endswith("-199")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["shared.json", "shared.json.lock"]
+
+
+def test_refuses_a_directory_others_can_write(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    with pytest.raises(TokenStoreError, match="private directory"):
+        FileTokenStore(shared / "tokens.json").load()
+
+
+def test_a_stuck_lock_holder_makes_a_clear_error_not_a_hang(tmp_path: Path) -> None:
+    import fcntl
+
+    store = FileTokenStore(tmp_path / "tokens.json", lock_timeout=0.2)
+    store.save(Tokens("at1", "rt1", expires_in=60))
+    with open(tmp_path / "tokens.json.lock", "a") as holder:
+        fcntl.flock(holder, fcntl.LOCK_EX)  # another process stuck while holding it
+        with pytest.raises(TokenStoreError, match="stayed locked"):
+            store.save(Tokens("at2", "rt2", expires_in=60))
+    store.save(Tokens("at2", "rt2", expires_in=60))
+    loaded = store.load()
+    assert loaded is not None and loaded.refresh_token == "rt2"
