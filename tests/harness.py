@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import os
 import socket
 import subprocess
+import sys
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
@@ -25,6 +27,17 @@ from authsvc.revocation_view import RevocationView
 from authsvc.server import AuthServer
 
 T = TypeVar("T")
+
+
+AUTHSVC_BIN = str(Path(sys.executable).with_name("authsvc"))
+"""The `authsvc` console script of the interpreter running the tests."""
+
+
+def env_without_authsvc_settings(**settings: str) -> dict[str, str]:
+    """This process's environment minus every `AUTHSVC_*` variable, plus `settings`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSVC_")}
+    env.update(settings)
+    return env
 
 
 def free_port() -> int:

@@ -4,10 +4,8 @@ embedded Redis default, graceful shutdown on SIGTERM."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,16 +14,14 @@ import grpc
 import pytest
 from authsvc_api.v1 import auth_pb2, auth_pb2_grpc
 
-from tests.harness import Harness, free_port
-
-AUTHSVC = str(Path(sys.executable).with_name("authsvc"))
+from tests.harness import AUTHSVC_BIN, Harness, env_without_authsvc_settings, free_port
 
 
 def cli(
     env: dict[str, str], *args: str, stdin: str = "", check: bool = True
 ) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
-        [AUTHSVC, *args], input=stdin, capture_output=True, text=True, env=env, timeout=60
+        [AUTHSVC_BIN, *args], input=stdin, capture_output=True, text=True, env=env, timeout=60
     )
     if check:
         assert result.returncode == 0, result.stderr
@@ -34,7 +30,7 @@ def cli(
 
 @pytest.fixture
 def env(authsvc_server: Harness) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSVC_")}
+    base = env_without_authsvc_settings()
     base.update(
         AUTHSVC_REDIS_URL=authsvc_server.settings.redis_url,
         AUTHSVC_DATA_DIR=str(authsvc_server.settings.data_dir),
@@ -131,14 +127,14 @@ def short_dir() -> Iterator[Path]:
 
 
 def test_serve_with_embedded_redis_and_graceful_sigterm(short_dir: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSVC_")}
+    env = env_without_authsvc_settings()
     port = free_port()
     env.update(AUTHSVC_DATA_DIR=str(short_dir), AUTHSVC_LISTEN=f"127.0.0.1:{port}")
     # Admin command with no Redis configured: starts the embedded one, and stops it after.
     cli(env, "user", "add", "dave", "--password-stdin", stdin="pw-dave-1\npw-dave-1\n")
     assert not (short_dir / "redis" / "redis.sock").exists()
     server = subprocess.Popen(
-        [AUTHSVC, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [AUTHSVC_BIN, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -16,10 +14,15 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
-from tests.harness import Harness, RedisProcess, free_port
+from tests.harness import (
+    AUTHSVC_BIN,
+    Harness,
+    RedisProcess,
+    env_without_authsvc_settings,
+    free_port,
+)
 
 PASSWORD = "correct horse battery staple"
-AUTHSVC = str(Path(sys.executable).with_name("authsvc"))
 
 
 def test_reflection_lists_the_services(authsvc_server: Harness) -> None:
@@ -51,14 +54,14 @@ def test_workers_share_one_port_and_one_key_set(tmp_path: Path) -> None:
     redis = RedisProcess(tmp_path / "redis")
     redis.start()
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSVC_")}
+    env = env_without_authsvc_settings()
     env.update(
         AUTHSVC_REDIS_URL=redis.url,
         AUTHSVC_DATA_DIR=str(tmp_path / "data"),
         AUTHSVC_LISTEN=f"127.0.0.1:{port}",
     )
     subprocess.run(
-        [AUTHSVC, "user", "add", "alice", "--password-stdin"],
+        [AUTHSVC_BIN, "user", "add", "alice", "--password-stdin"],
         env=env,
         check=True,
         input=f"{PASSWORD}\n{PASSWORD}\n",
@@ -66,7 +69,7 @@ def test_workers_share_one_port_and_one_key_set(tmp_path: Path) -> None:
         capture_output=True,
     )
     server = subprocess.Popen(
-        [AUTHSVC, "serve", "--workers", "2"],
+        [AUTHSVC_BIN, "serve", "--workers", "2"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

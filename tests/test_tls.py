@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import grpc
@@ -15,10 +13,9 @@ from authsvc_api.v1 import auth_pb2, auth_pb2_grpc
 from authsvc.config import load_settings
 from authsvc.errors import ConfigError
 from tests.certs import Pem, make_pki
-from tests.harness import HarnessFactory
+from tests.harness import AUTHSVC_BIN, HarnessFactory, env_without_authsvc_settings
 
 PASSWORD = "correct horse battery staple"
-AUTHSVC = str(Path(sys.executable).with_name("authsvc"))
 
 
 def tls_channel(target: str, ca: Pem, client: Pem | None = None) -> grpc.Channel:
@@ -79,11 +76,11 @@ def test_cli_connects_with_mtls(authsvc_server_factory: HarnessFactory, tmp_path
         tls_client_ca_file=str(ca.cert),
     )
     h.create_user("alice", PASSWORD)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSVC_")}
+    env = env_without_authsvc_settings()
     args = ["--target", h.target, "--ca", str(ca.cert), "--cert", str(client.cert),
             "--key", str(client.key)]  # fmt: skip
     out = subprocess.run(
-        [AUTHSVC, "login", "alice", "--password-stdin", *args],
+        [AUTHSVC_BIN, "login", "alice", "--password-stdin", *args],
         input=PASSWORD + "\n", capture_output=True, text=True, env=env, timeout=60, check=True,
     )  # fmt: skip
     assert json.loads(out.stdout)["tokenType"] == "Bearer"
