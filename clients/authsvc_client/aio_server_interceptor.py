@@ -17,13 +17,18 @@ import grpc.aio
 
 from authsvc_client.context import CLAIMS
 from authsvc_client.errors import TokenVerificationError
-from authsvc_client.guard import AUTHENTICATED, Guard, MethodPolicy
-from authsvc_client.jwks import AsyncKeySource, KeyCache
-from authsvc_client.server_interceptor import behavior_of, rewrap, status_of
-from authsvc_client.verify import AccessClaims, AccessTokenVerifier
+from authsvc_client.guard import AUTHENTICATED, MethodPolicy
+from authsvc_client.jwks import AsyncKeySource
+from authsvc_client.server_interceptor import (
+    UNVERIFIABLE,
+    behavior_of,
+    guard_and_key_cache,
+    rewrap,
+    status_of,
+)
+from authsvc_client.verify import AccessClaims
 
 log = logging.getLogger(__name__)
-UNVERIFIABLE = "the token could not be verified"
 
 
 class AsyncAuthsvcCalls(Protocol):
@@ -58,14 +63,15 @@ class AsyncServerAuthInterceptor(grpc.aio.ServerInterceptor):
         clock: Callable[[], float] = time.monotonic,
         min_key_refetch_interval: float = 30.0,
     ) -> None:
-        verifier = AccessTokenVerifier(issuer=issuer, leeway=leeway, wall_clock=wall_clock)
-        self._guard = Guard(
-            verifier, audience=audience, policies=policies, default_policy=default_policy
-        )
-        cache = KeyCache(
-            algorithms=verifier.algorithms,
-            min_refetch_interval=min_key_refetch_interval,
+        self._guard, cache = guard_and_key_cache(
+            issuer=issuer,
+            audience=audience,
+            policies=policies,
+            default_policy=default_policy,
+            leeway=leeway,
+            wall_clock=wall_clock,
             clock=clock,
+            min_key_refetch_interval=min_key_refetch_interval,
         )
         self._keys = AsyncKeySource(authsvc.get_jwks, cache)
         self._authsvc = authsvc

@@ -91,6 +91,26 @@ def behavior_of(handler: Any) -> Callable[..., Any]:
     return behavior  # type: ignore[no-any-return]
 
 
+def guard_and_key_cache(
+    *,
+    issuer: str,
+    audience: str,
+    policies: Mapping[str, MethodPolicy] | None,
+    default_policy: MethodPolicy,
+    leeway: float,
+    wall_clock: Callable[[], float],
+    clock: Callable[[], float],
+    min_key_refetch_interval: float,
+) -> tuple[Guard, KeyCache]:
+    """The method guard and the key cache both server interceptors are built on."""
+    verifier = AccessTokenVerifier(issuer=issuer, leeway=leeway, wall_clock=wall_clock)
+    guard = Guard(verifier, audience=audience, policies=policies, default_policy=default_policy)
+    cache = KeyCache(
+        algorithms=verifier.algorithms, min_refetch_interval=min_key_refetch_interval, clock=clock
+    )
+    return guard, cache
+
+
 class ServerAuthInterceptor(grpc.ServerInterceptor):
     """Protects a blocking gRPC server's methods with authsvc access tokens.
 
@@ -122,14 +142,15 @@ class ServerAuthInterceptor(grpc.ServerInterceptor):
         clock: Callable[[], float] = time.monotonic,
         min_key_refetch_interval: float = 30.0,
     ) -> None:
-        verifier = AccessTokenVerifier(issuer=issuer, leeway=leeway, wall_clock=wall_clock)
-        self._guard = Guard(
-            verifier, audience=audience, policies=policies, default_policy=default_policy
-        )
-        cache = KeyCache(
-            algorithms=verifier.algorithms,
-            min_refetch_interval=min_key_refetch_interval,
+        self._guard, cache = guard_and_key_cache(
+            issuer=issuer,
+            audience=audience,
+            policies=policies,
+            default_policy=default_policy,
+            leeway=leeway,
+            wall_clock=wall_clock,
             clock=clock,
+            min_key_refetch_interval=min_key_refetch_interval,
         )
         self._keys = KeySource(authsvc.get_jwks, cache)
         self._authsvc = authsvc
