@@ -20,9 +20,7 @@ import argparse
 import asyncio
 import getpass
 import json
-import secrets
 import sys
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,11 +29,12 @@ import grpc
 from authsvc_api.v1 import auth_pb2, auth_pb2_grpc
 from google.protobuf import json_format
 
+from authsvc.accounts import AccountAdmin
 from authsvc.config import Settings, load_settings
 from authsvc.embedded_redis import EmbeddedRedis
 from authsvc.errors import AuthsvcError
 from authsvc.server import make_hasher, make_store, run
-from authsvc.service import validate_name, validate_scopes, validate_secret
+from authsvc.service import validate_name
 from authsvc.store import RedisStore
 
 _SERVE_FLAGS = (
@@ -142,37 +141,37 @@ async def _with_store(settings: Settings, action: Callable[[RedisStore], Awaitab
 
 def _admin(settings: Settings, args: argparse.Namespace) -> None:
     hasher = make_hasher(settings)
-    name = validate_name(args.name) if getattr(args, "name", None) is not None else ""
+    name = args.name if getattr(args, "name", None) is not None else ""
 
     async def act(store: RedisStore) -> None:
+        admin = AccountAdmin(store, hasher)
         if args.command == "client":
-            secret = secrets.token_urlsafe(32)
-            scopes = validate_scopes(_csv(args.scopes))
-            await store.create_account(name, "client", hasher.hash(secret), scopes, time.time())
+            secret = await admin.add_client(name, _csv(args.scopes))
             print(f"client {name} created; its secret (shown once, store it safely):")
             print(secret)
         elif args.action == "add":
-            password = validate_secret(_read_secret(args.password_stdin, confirm=True))
-            scopes = validate_scopes(_csv(args.scopes))
-            await store.create_account(name, "user", hasher.hash(password), scopes, time.time())
+            validate_name(name)  # before asking for a password
+            password = _read_secret(args.password_stdin, confirm=True)
+            await admin.add_user(name, password, _csv(args.scopes))
             print(f"user {name} created")
         elif args.action == "passwd":
-            password = validate_secret(_read_secret(args.password_stdin, confirm=True))
-            n = await store.update_account_and_revoke(name, "pwhash", hasher.hash(password), True)
+            validate_name(name)
+            password = _read_secret(args.password_stdin, confirm=True)
+            n = await admin.change_password(name, password)
             print(f"password of {name} changed; {n} session(s) ended")
         elif args.action == "disable":
-            n = await store.update_account_and_revoke(name, "disabled", "1", False)
+            n = await admin.disable(name)
             print(f"{name} disabled; {n} session(s) ended")
         elif args.action == "enable":
-            await store.update_account_and_revoke(name, "disabled", "0", False)
+            await admin.enable(name)
             print(f"{name} enabled")
         elif args.action == "scopes":
-            await store.set_scopes(name, validate_scopes(_csv(args.scopes)))
+            await admin.set_scopes(name, _csv(args.scopes))
             print(f"scopes of {name} set")
         elif args.action == "list":
-            for acct in await store.list_accounts():
+            for acct in await admin.list():
                 state = "disabled" if acct.disabled else "active"
-                print(f"{acct.name}\t{acct.kind}\t{state}\t{' '.join(acct.scopes)}")
+                print(f"{acct.name}\t{acct.kind.value}\t{state}\t{' '.join(acct.scopes)}")
 
     try:
         asyncio.run(_with_store(settings, act))

@@ -12,7 +12,6 @@ import logging
 import re
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any
 
 from authsvc import grace
 from authsvc.clock import Clock, system_clock
@@ -25,11 +24,14 @@ from authsvc.errors import (
     ScopeNotAllowed,
     StoreUnavailable,
 )
+from authsvc.grace import GraceAnswer
 from authsvc.keys import KeySet
 from authsvc.passwords import MAX_SECRET_BYTES, PasswordHasher
 from authsvc.revocation_view import RevocationView
 from authsvc.store import (
+    AccountKind,
     RedisStore,
+    RotateOutcome,
     SessionRecord,
     session_ended_event,
     token_revoked_event,
@@ -188,7 +190,7 @@ class AuthService:
             session_id=sid,
             scopes=granted,
             audience=audience,
-            client_id=username if account.kind == "client" else "",
+            client_id=username if account.kind is AccountKind.CLIENT else "",
             now=now,
             ttl=self._s.access_ttl_seconds,
         )
@@ -252,24 +254,24 @@ class AuthService:
         name, sid = presented.subject, presented.session_id
         grant = self._grants.get((name, sid)) or await self._read_grant(name, sid)
         outcome, answer = await self._rotate(refresh_token, presented, grant, narrowed)
-        if outcome == "regrant":  # the remembered grant is not the session's: read it
+        if outcome is RotateOutcome.REGRANT:  # the remembered grant is not the session's
             grant = await self._read_grant(name, sid)
             outcome, answer = await self._rotate(refresh_token, presented, grant, narrowed)
-        if outcome in ("reuse", "ended"):  # the script ended the session
+        if outcome.ended_session:
             self._grants.pop((name, sid), None)
             if self._view is not None:
                 self._view.apply(session_ended_event(name, sid))
-            if outcome == "reuse":
+            if outcome is RotateOutcome.REUSE:
                 log.warning("refresh token reused; session ended", extra={"event": "reuse"})
-        if outcome not in ("rotated", "grace"):
+        if outcome not in (RotateOutcome.ROTATED, RotateOutcome.GRACE):
             raise InvalidRefreshToken()
         now = int(self._clock())
         return IssuedTokens(
-            str(answer["a"]),
-            str(answer["r"]),
-            max(0, int(answer["ae"]) - now),
-            max(0, int(answer["re"]) - now),
-            tuple(answer["s"]),
+            answer.access_token,
+            answer.refresh_token,
+            max(0, answer.access_expires_at - now),
+            max(0, answer.refresh_expires_at - now),
+            answer.scopes,
             sid,
         )
 
@@ -292,7 +294,7 @@ class AuthService:
         presented: RefreshToken,
         grant: SessionRecord,
         narrowed: tuple[str, ...],
-    ) -> tuple[str, dict[str, Any]]:
+    ) -> tuple[RotateOutcome, GraceAnswer]:
         """Mint the successor pair from the session's grant and rotate atomically.
 
         Returns the script's outcome and the answer: the new pair, or on a retry within
@@ -317,15 +319,15 @@ class AuthService:
             now=now,
             ttl=self._s.access_ttl_seconds,
         )
-        answer: dict[str, Any] = {
-            "a": access,
-            "r": successor.raw,
-            "ae": int(now) + self._s.access_ttl_seconds,
-            "re": exp_s,
-            "s": granted,
-        }
+        answer = GraceAnswer(
+            access_token=access,
+            refresh_token=successor.raw,
+            access_expires_at=int(now) + self._s.access_ttl_seconds,
+            refresh_expires_at=exp_s,
+            scopes=granted,
+        )
         grace_s = self._s.refresh_grace_seconds
-        outcome, blob = await self._store.rotate(
+        result = await self._store.rotate(
             name,
             sid,
             now_ms=int(now * 1000),
@@ -337,10 +339,12 @@ class AuthService:
             ttl_ms=self._session_ttl_ms(now, exp_s),
             grant=grant,
         )
-        if outcome == "grace":
-            retried = grace.unseal(refresh_token, blob)
-            return ("grace", retried) if retried is not None else ("invalid", answer)
-        return outcome, answer
+        if result.outcome is RotateOutcome.GRACE:
+            retried = grace.unseal(refresh_token, result.sealed_answer)
+            if retried is None:
+                return RotateOutcome.INVALID, answer
+            return RotateOutcome.GRACE, retried
+        return result.outcome, answer
 
     # -- Validate ---------------------------------------------------------------------
 
@@ -367,10 +371,9 @@ class AuthService:
         if view is not None and view.is_alive(claims.subject, claims.session_id, claims.token_id):
             return Validation(True, None, claims)
         generation = view.generation if view is not None else 0
-        state = await self._store.access_token_state(
+        if not await self._store.is_access_token_live(
             claims.subject, claims.session_id, claims.token_id
-        )
-        if state != "ok":
+        ):
             return Validation(False, Invalid.REVOKED)
         if view is not None:
             view.remember(claims.subject, claims.session_id, claims.token_id, generation)
@@ -413,7 +416,7 @@ class AuthService:
         if what is not RevokeWhat.TOKEN:
             # Only a live token may end sessions: a revoked one (or one of an ended
             # session) must not log its user out of the sessions opened since.
-            if await self._store.access_token_state(sub, sid, claims.token_id) != "ok":
+            if not await self._store.is_access_token_live(sub, sid, claims.token_id):
                 return
         if what is RevokeWhat.USER:
             await self._store.revoke_user(sub)

@@ -20,9 +20,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import enum
 import functools
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, ParamSpec, TypeVar, cast
 
 import redis.asyncio as aioredis
@@ -77,12 +78,49 @@ def session_key(name: str, sid: str) -> str:
     return f"{_PREFIX}{{u:{name}}}:s:{sid}"
 
 
+class AccountKind(enum.Enum):
+    """Who an account belongs to: a person, or a service (client credentials)."""
+
+    USER = "user"
+    CLIENT = "client"
+
+
+class RotateOutcome(enum.Enum):
+    """What the rotation script did with a presented refresh token."""
+
+    ROTATED = "rotated"
+    """The presented token was current: the successor is now current."""
+    GRACE = "grace"
+    """A retry of the just-retired token inside the grace window: the sealed first answer."""
+    REUSE = "reuse"
+    """A retired token outside the grace window: the session was ended."""
+    ENDED = "ended"
+    """The session had expired or the account is disabled: the session was ended."""
+    INVALID = "invalid"
+    """Not a token of this session (or no such session): nothing changed."""
+    REGRANT = "regrant"
+    """The grant passed in is not the session's: nothing changed; read it and retry."""
+
+    @property
+    def ended_session(self) -> bool:
+        """True when the script ended the session."""
+        return self in (RotateOutcome.REUSE, RotateOutcome.ENDED)
+
+
+@dataclasses.dataclass(frozen=True)
+class RotateResult:
+    """The outcome of a rotation and, for GRACE, the sealed answer of the first call."""
+
+    outcome: RotateOutcome
+    sealed_answer: str = ""
+
+
 @dataclasses.dataclass(frozen=True)
 class Account:
     """An account as stored (the password hash never leaves the domain layer)."""
 
     name: str
-    kind: str
+    kind: AccountKind
     pwhash: str
     pwver: str
     disabled: bool
@@ -110,7 +148,7 @@ class SessionRecord:
 _UNAVAILABLE_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
 
-def _store_call(func: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+def _store_call(func: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
     """Convert Redis failures into `StoreUnavailable` at the storage boundary."""
 
     @functools.wraps(func)
@@ -215,7 +253,7 @@ class RedisStore:
 
     @_store_call
     async def create_account(
-        self, name: str, kind: str, pwhash: str, scopes: Sequence[str], now: float
+        self, name: str, kind: AccountKind, pwhash: str, scopes: Sequence[str], now: float
     ) -> None:
         """Create an account; raises AccountError if the name is taken."""
         created = await self._r.hsetnx(user_key(name), "pwhash", pwhash)
@@ -224,7 +262,7 @@ class RedisStore:
         await self._r.hset(
             user_key(name),
             mapping={
-                "kind": kind,
+                "kind": kind.value,
                 "pwver": "1",
                 "disabled": "0",
                 "scopes": " ".join(scopes),
@@ -253,9 +291,24 @@ class RedisStore:
             raise AccountError(f"no account {name!r}")
         await self._r.hset(user_key(name), "scopes", " ".join(scopes))
 
+    async def change_password(self, name: str, pwhash: str) -> int:
+        """Store a new password hash and end every session of `name` atomically.
+
+        Returns how many sessions ended; raises AccountError if there is no such account.
+        """
+        return await self._update_account_and_revoke(name, "pwhash", pwhash, bump_pwver=True)
+
+    async def disable_account(self, name: str) -> int:
+        """Disable `name` and end every session atomically; returns how many ended."""
+        return await self._update_account_and_revoke(name, "disabled", "1", bump_pwver=False)
+
+    async def enable_account(self, name: str) -> None:
+        """Enable `name` again (it has no sessions: disabling ended them)."""
+        await self._update_account_and_revoke(name, "disabled", "0", bump_pwver=False)
+
     @_store_call
-    async def update_account_and_revoke(
-        self, name: str, field: str, value: str, bump_pwver: bool
+    async def _update_account_and_revoke(
+        self, name: str, field: str, value: str, *, bump_pwver: bool
     ) -> int:
         """Set an account field and end all its sessions atomically; returns sessions ended."""
         n = await self._update_user(
@@ -267,7 +320,7 @@ class RedisStore:
                 "1" if bump_pwver else "0",
                 REVOCATIONS_CHANNEL,
                 user_ended_event(name),
-            ],  # fmt: skip
+            ],
         )
         if int(n) < 0:
             raise AccountError(f"no account {name!r}")
@@ -292,7 +345,9 @@ class RedisStore:
         _, pwhash, disabled, scopes, pwver, kind = res
         if not pwhash:
             return LoginGate(0, None)
-        account = Account(name, kind, pwhash, pwver, disabled == "1", tuple(scopes.split()))
+        account = Account(
+            name, _account_kind(kind), pwhash, pwver, disabled == "1", tuple(scopes.split())
+        )
         return LoginGate(0, account)
 
     @_store_call
@@ -363,11 +418,9 @@ class RedisStore:
         exp_s: int,
         ttl_ms: int,
         grant: SessionRecord,
-    ) -> tuple[str, str]:
-        """Retire `presented` for `successor` atomically.
+    ) -> RotateResult:
+        """Retire `presented` for `successor` atomically (see `store_scripts.ROTATE`).
 
-        Returns ('rotated', '') | ('grace', sealed answer) | ('reuse', '') | ('ended', '')
-        | ('invalid', '') | ('regrant', ''); see `store_scripts.ROTATE`.
         Not retried: replaying it after a timeout must go through the grace path instead.
         """
         res = await self._rotate(
@@ -389,10 +442,10 @@ class RedisStore:
                 grant.client_id,
             ],
         )
-        outcome = str(res[0])
-        if outcome in ("reuse", "ended"):
+        outcome = RotateOutcome(str(res[0]))
+        if outcome.ended_session:
             await self._events_flushed()
-        return outcome, str(res[1]) if len(res) > 1 else ""
+        return RotateResult(outcome, str(res[1]) if len(res) > 1 else "")
 
     @_store_call
     async def is_current_refresh(self, name: str, sid: str, digest: str) -> bool:
@@ -403,17 +456,15 @@ class RedisStore:
     # -- validate / revoke ------------------------------------------------------------
 
     @_store_call
-    async def access_token_state(self, name: str, sid: str, jti: str) -> str:
-        """'ok', or 'revoked' when the session is gone or this token was revoked.
+    async def is_access_token_live(self, name: str, sid: str, jti: str) -> bool:
+        """False when the token's session is gone or this token was revoked.
 
         One round trip (HMGET of one key).
         """
         state = await self._idempotent(
             lambda: self._r.hmget(session_key(name, sid), "cur", "rj:" + jti)
         )
-        if state[0] is None or state[1] is not None:
-            return "revoked"
-        return "ok"
+        return state[0] is not None and state[1] is None
 
     @_store_call
     async def revoke_access_token(self, name: str, sid: str, jti: str, exp_s: int) -> None:
@@ -461,10 +512,15 @@ class RedisStore:
         return revoked
 
 
+def _account_kind(stored: str) -> AccountKind:
+    """The kind of a stored account; anything unknown is the least privileged, a user."""
+    return AccountKind.CLIENT if stored == AccountKind.CLIENT.value else AccountKind.USER
+
+
 def _account(name: str, data: dict[str, str]) -> Account:
     return Account(
         name=name,
-        kind=data.get("kind", "user"),
+        kind=_account_kind(data.get("kind", "")),
         pwhash=data.get("pwhash", ""),
         pwver=data.get("pwver", "1"),
         disabled=data.get("disabled") == "1",

@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,6 +25,7 @@ from authsvc.config import Settings
 from authsvc.embedded_redis import find_redis_server
 from authsvc.revocation_view import RevocationView
 from authsvc.server import AuthServer
+from authsvc.store import AccountKind, RedisStore
 
 T = TypeVar("T")
 
@@ -202,9 +203,13 @@ class Harness:
         await self._stop.wait()
         await self.server.stop(grace=10.0)
 
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run a coroutine on the server's loop and return its result."""
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=30)
+    def run(self, awaitable: Awaitable[T]) -> T:
+        """Await `awaitable` (a store call, a raw Redis command) on the server's loop."""
+
+        async def wait() -> T:
+            return await awaitable
+
+        return asyncio.run_coroutine_threadsafe(wait(), self._loop).result(timeout=30)
 
     def wait_for_calls(self, method: str, count: int, timeout: float = 30) -> None:
         """Block until the server has received `count` calls of `method` (no polling)."""
@@ -215,7 +220,7 @@ class Harness:
                 raise TimeoutError(f"server saw {self.rpc_counts[method]} {method} calls")
 
     @property
-    def store(self) -> Any:
+    def store(self) -> RedisStore:
         return self.server._store
 
     @property
@@ -227,14 +232,14 @@ class Harness:
         self, name: str, password: str, scopes: tuple[str, ...] = ("read", "write")
     ) -> None:
         pwhash = self.server._hasher.hash(password)
-        self.run(self.store.create_account(name, "user", pwhash, scopes, self.clock()))
+        self.run(self.store.create_account(name, AccountKind.USER, pwhash, scopes, self.clock()))
 
     def create_client(self, name: str, scopes: tuple[str, ...] = ("read", "write")) -> str:
         import secrets
 
         secret = secrets.token_urlsafe(32)
         pwhash = self.server._hasher.hash(secret)
-        self.run(self.store.create_account(name, "client", pwhash, scopes, self.clock()))
+        self.run(self.store.create_account(name, AccountKind.CLIENT, pwhash, scopes, self.clock()))
         return secret
 
     def login(self, name: str, password: str, **kwargs: Any) -> auth_pb2.LoginResponse:

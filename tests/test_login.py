@@ -9,6 +9,7 @@ import jwt
 import pytest
 from authsvc_api.v1 import auth_pb2
 
+from authsvc.store import AccountKind
 from tests.harness import Harness, HarnessFactory
 
 PASSWORD = "correct horse battery staple"
@@ -145,7 +146,7 @@ def test_throttle_says_when_to_retry_grows_and_success_resets(authsvc_server: Ha
 def test_disabled_user_cannot_log_in(authsvc_server: Harness) -> None:
     h = authsvc_server
     h.create_user("alice", PASSWORD)
-    h.run(h.store.update_account_and_revoke("alice", "disabled", "1", False))
+    h.run(h.store.disable_account("alice"))
     with pytest.raises(grpc.RpcError) as excinfo:
         h.login("alice", PASSWORD)
     assert _code(excinfo) == grpc.StatusCode.UNAUTHENTICATED
@@ -194,8 +195,11 @@ def test_a_hash_made_with_weaker_parameters_is_upgraded_at_login(authsvc_server:
 
     h = authsvc_server
     weak = PasswordHasher(memory_kib=7168, time_cost=5, parallelism=1, threads=1)
-    h.run(h.store.create_account("old", "user", weak.hash(PASSWORD), ("read",), h.clock()))
+    weak_hash = weak.hash(PASSWORD)
+    h.run(h.store.create_account("old", AccountKind.USER, weak_hash, ("read",), h.clock()))
     assert h.login("old", PASSWORD).access_token
-    upgraded = h.run(h.store.get_account("old")).pwhash
+    account = h.run(h.store.get_account("old"))
+    assert account is not None
+    upgraded = account.pwhash
     assert upgraded.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
     assert h.login("old", PASSWORD).access_token

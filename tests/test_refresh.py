@@ -215,7 +215,7 @@ def test_disabled_user_cannot_refresh(
     authsvc_server: Harness, alice: auth_pb2.LoginResponse
 ) -> None:
     h = authsvc_server
-    assert h.run(h.store.update_account_and_revoke("alice", "disabled", "1", False)) == 1
+    assert h.run(h.store.disable_account("alice")) == 1
     assert refresh_code(h, alice.refresh_token) == grpc.StatusCode.UNAUTHENTICATED
     assert not valid(h, alice.access_token)
 
@@ -225,7 +225,7 @@ def test_password_change_ends_all_sessions(authsvc_server: Harness) -> None:
     h.create_user("alice", PASSWORD)
     a, b = h.login("alice", PASSWORD), h.login("alice", PASSWORD)
     new_hash = h.server._hasher.hash("a new password")
-    assert h.run(h.store.update_account_and_revoke("alice", "pwhash", new_hash, True)) == 2
+    assert h.run(h.store.change_password("alice", new_hash)) == 2
     for login in (a, b):
         assert refresh_code(h, login.refresh_token) == grpc.StatusCode.UNAUTHENTICATED
         assert not valid(h, login.access_token)

@@ -74,7 +74,7 @@ def test_reuse_detection_and_admin_changes_reach_the_view(
     assert not valid(b, login.access_token)
     second = a.login("alice", PASSWORD)
     assert valid(b, second.access_token)
-    a.run(a.store.update_account_and_revoke("alice", "disabled", "1", False))
+    a.run(a.store.disable_account("alice"))
     assert not valid(b, second.access_token)
 
 

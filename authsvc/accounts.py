@@ -1,0 +1,69 @@
+"""Account administration: the domain operations behind `authsvc user ...` / `client ...`.
+
+Validates names, secrets and scopes, hashes secrets, and calls the store's named
+operations. Knows nothing of gRPC or of the command line.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+
+from authsvc.clock import Clock, system_clock
+from authsvc.passwords import PasswordHasher
+from authsvc.service import validate_name, validate_scopes, validate_secret
+from authsvc.store import Account, AccountKind, RedisStore
+
+CLIENT_SECRET_BYTES = 32
+
+
+class AccountAdmin:
+    """Create, change, disable and list accounts (users and service accounts)."""
+
+    def __init__(
+        self, store: RedisStore, hasher: PasswordHasher, clock: Clock = system_clock
+    ) -> None:
+        self._store = store
+        self._hasher = hasher
+        self._clock = clock
+
+    async def add_user(self, name: str, password: str, scopes: Sequence[str]) -> None:
+        """Create a user account.
+
+        Raises:
+            InvalidInput: bad name, password or scopes.
+            AccountError: the name is taken.
+        """
+        name, allowed = validate_name(name), validate_scopes(scopes)
+        pwhash = await self._hasher.hash_async(validate_secret(password))
+        await self._store.create_account(name, AccountKind.USER, pwhash, allowed, self._clock())
+
+    async def add_client(self, name: str, scopes: Sequence[str]) -> str:
+        """Create a service account; returns its generated secret (the only copy)."""
+        name, allowed = validate_name(name), validate_scopes(scopes)
+        secret = secrets.token_urlsafe(CLIENT_SECRET_BYTES)
+        pwhash = await self._hasher.hash_async(secret)
+        await self._store.create_account(name, AccountKind.CLIENT, pwhash, allowed, self._clock())
+        return secret
+
+    async def change_password(self, name: str, password: str) -> int:
+        """Set a new password and end every session; returns how many ended."""
+        name = validate_name(name)
+        pwhash = await self._hasher.hash_async(validate_secret(password))
+        return await self._store.change_password(name, pwhash)
+
+    async def disable(self, name: str) -> int:
+        """Disable an account and end every session; returns how many ended."""
+        return await self._store.disable_account(validate_name(name))
+
+    async def enable(self, name: str) -> None:
+        """Enable a disabled account."""
+        await self._store.enable_account(validate_name(name))
+
+    async def set_scopes(self, name: str, scopes: Sequence[str]) -> None:
+        """Replace the scopes an account may be granted."""
+        await self._store.set_scopes(validate_name(name), validate_scopes(scopes))
+
+    async def list(self) -> list[Account]:
+        """Every account, sorted by name."""
+        return await self._store.list_accounts()
