@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from authsvc_api.v1 import auth_pb2, auth_pb2_grpc
 
+from authsvc.caller import Caller
 from authsvc.errors import InvalidInput
 from authsvc.rpc_status import Context, maps_errors
 from authsvc.service import AuthService, IssuedTokens, RevokeWhat
@@ -37,6 +38,24 @@ _REVOKE_SCOPES = {
 
 
 _ANSWER_CACHE_SIZE = 65536
+_BEARER = "bearer "
+
+
+def caller_of(context: Context) -> Caller:
+    """The caller of this RPC: peer address, verified mTLS identity, bearer token."""
+    auth = context.auth_context()
+    identities: tuple[str, ...] = ()
+    if auth.get("transport_security_type") == [b"ssl"] and context.peer_identities():
+        sans = auth.get("x509_subject_alternative_name") or []
+        names = sans or auth.get("x509_common_name") or []
+        identities = tuple(n.decode("utf-8", "replace") for n in names)
+    bearer = ""
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization" and isinstance(value, str):
+            if value[: len(_BEARER)].lower() == _BEARER:
+                bearer = value[len(_BEARER) :].strip()
+            break
+    return Caller(peer=context.peer() or "", tls_identities=identities, bearer_token=bearer)
 
 
 def _valid_answer(c: AccessClaims) -> auth_pb2.ValidateResponse:
@@ -84,7 +103,11 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         self, request: auth_pb2.LoginRequest, context: Context
     ) -> auth_pb2.LoginResponse:
         tokens = await self._service.login(
-            request.username, request.password, request.audience, list(request.scopes)
+            request.username,
+            request.password,
+            request.audience,
+            list(request.scopes),
+            caller_of(context),
         )
         return auth_pb2.LoginResponse(**_pair_fields(tokens))  # type: ignore[arg-type]
 
@@ -92,7 +115,9 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     async def Refresh(
         self, request: auth_pb2.RefreshRequest, context: Context
     ) -> auth_pb2.RefreshResponse:
-        tokens = await self._service.refresh(request.refresh_token, list(request.scopes))
+        tokens = await self._service.refresh(
+            request.refresh_token, list(request.scopes), caller_of(context)
+        )
         return auth_pb2.RefreshResponse(**_pair_fields(tokens))  # type: ignore[arg-type]
 
     @maps_errors
@@ -121,7 +146,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         what = _REVOKE_SCOPES.get(request.scope)
         if what is None:
             raise InvalidInput("unknown revoke scope")
-        await self._service.revoke(request.token, what)
+        await self._service.revoke(request.token, what, caller_of(context))
         return auth_pb2.RevokeResponse()
 
     @maps_errors

@@ -22,6 +22,7 @@ from authsvc import logs
 from authsvc.clock import Clock, system_clock
 from authsvc.config import Settings
 from authsvc.embedded_redis import EmbeddedRedis
+from authsvc.events import EventSink
 from authsvc.keys import load_or_create_keyset
 from authsvc.passwords import PasswordHasher
 from authsvc.revocation_view import RevocationView
@@ -82,6 +83,7 @@ class AuthServer:
         clock: Clock = system_clock,
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
         reuse_port: bool = False,
+        sink: EventSink | None = None,
     ) -> None:
         self.settings = settings
         self._store = make_store(settings, redis_url)
@@ -99,7 +101,9 @@ class AuthServer:
             if settings.revocation_view
             else None
         )
-        self.service = AuthService(settings, self._store, keys, self._hasher, clock, self.view)
+        self.service = AuthService(
+            settings, self._store, keys, self._hasher, clock, self.view, sink
+        )
         self._health = HealthServicer()
         self._health_wakeup = asyncio.Event()
         self._monitor: asyncio.Task[None] | None = None

@@ -13,7 +13,8 @@ import re
 from collections import OrderedDict
 from collections.abc import Sequence
 
-from authsvc import grace
+from authsvc import events, grace
+from authsvc.caller import UNKNOWN_CALLER, Caller
 from authsvc.clock import Clock, system_clock
 from authsvc.config import Settings
 from authsvc.errors import (
@@ -57,6 +58,14 @@ NAME_RE = re.compile(r"[A-Za-z0-9._@-]{1,128}")
 SCOPE_RE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]{1,128}")  # RFC 6749 scope-token
 MAX_SCOPES = 64
 _GRANT_CACHE_SIZE = 100_000
+_REFRESH_OUTCOMES = {
+    RotateOutcome.ROTATED: events.RefreshOutcome.ROTATED,
+    RotateOutcome.GRACE: events.RefreshOutcome.GRACE_REPLAY,
+    RotateOutcome.REUSE: events.RefreshOutcome.REUSE_DETECTED,
+    RotateOutcome.ENDED: events.RefreshOutcome.REFUSED,
+    RotateOutcome.INVALID: events.RefreshOutcome.REFUSED,
+    RotateOutcome.REGRANT: events.RefreshOutcome.REFUSED,
+}
 
 
 class RevokeWhat(enum.Enum):
@@ -127,8 +136,10 @@ class AuthService:
         hasher: PasswordHasher,
         clock: Clock = system_clock,
         view: RevocationView | None = None,
+        sink: events.EventSink | None = None,
     ) -> None:
         self._s = settings
+        self._events: events.EventSink = sink or events.NullSink()
         self._view = view
         self._store = store
         self._hasher = hasher
@@ -150,7 +161,12 @@ class AuthService:
     # -- Login ------------------------------------------------------------------------
 
     async def login(
-        self, username: str, password: str, audience: str, scopes: Sequence[str]
+        self,
+        username: str,
+        password: str,
+        audience: str,
+        scopes: Sequence[str],
+        caller: Caller = UNKNOWN_CALLER,
     ) -> IssuedTokens:
         """Check credentials and open a session.
 
@@ -171,15 +187,25 @@ class AuthService:
             int(self._s.login_throttle_max_seconds * 1000),
         )
         if gate.retry_after_ms:
-            raise LoginThrottled(gate.retry_after_ms / 1000)
+            throttled = LoginThrottled(gate.retry_after_ms / 1000)
+            self._events.emit(
+                events.LoginThrottled(username, caller.source, throttled.retry_after)
+            )
+            raise throttled
         account = gate.account
         ok = await self._hasher.verify_async(account.pwhash if account else None, password)
         if account is None or not ok or account.disabled:
             log.info("login failed", extra={"event": "login_failed"})
+            self._events.emit(
+                events.LoginFailed(username, caller.source, events.LoginFailure.BAD_CREDENTIALS)
+            )
             raise InvalidCredentials()
         granted = asked or account.scopes
         if not set(granted) <= set(account.scopes):
             await self._store.reset_failures(username)  # the password was right
+            self._events.emit(
+                events.LoginFailed(username, caller.source, events.LoginFailure.DENIED_SCOPE)
+            )
             raise ScopeNotAllowed("requested scopes are not allowed for this account")
         sid = new_session_id()
         refresh = new_refresh_token(username, sid)
@@ -216,6 +242,7 @@ class AuthService:
                 username, account.pwhash, await self._hasher.hash_async(password)
             )
         log.info("login", extra={"event": "login", "sid": sid})
+        self._events.emit(events.LoginSucceeded(username, caller.source, sid))
         return IssuedTokens(
             access, refresh.raw, self._s.access_ttl_seconds, exp_s - int(now), granted, sid
         )
@@ -234,7 +261,9 @@ class AuthService:
 
     # -- Refresh ----------------------------------------------------------------------
 
-    async def refresh(self, refresh_token: str, scopes: Sequence[str]) -> IssuedTokens:
+    async def refresh(
+        self, refresh_token: str, scopes: Sequence[str], caller: Caller = UNKNOWN_CALLER
+    ) -> IssuedTokens:
         """Rotate a refresh token into a new pair.
 
         A retry of the same token within the grace window gets back the same pair; any
@@ -263,6 +292,9 @@ class AuthService:
                 self._view.apply(session_ended_event(name, sid))
             if outcome is RotateOutcome.REUSE:
                 log.warning("refresh token reused; session ended", extra={"event": "reuse"})
+        self._events.emit(
+            events.Refreshed(name, caller.source, sid, _REFRESH_OUTCOMES[outcome])
+        )
         if outcome not in (RotateOutcome.ROTATED, RotateOutcome.GRACE):
             raise InvalidRefreshToken()
         now = int(self._clock())
@@ -381,7 +413,7 @@ class AuthService:
 
     # -- Revoke -----------------------------------------------------------------------
 
-    async def revoke(self, token: str, what: RevokeWhat) -> None:
+    async def revoke(self, token: str, what: RevokeWhat, caller: Caller = UNKNOWN_CALLER) -> None:
         """Revoke a token, its session or its user. Unknown or invalid tokens are a no-op
         (RFC 7009); only tokens this service issued can revoke anything.
 
@@ -406,6 +438,8 @@ class AuthService:
                     if everything
                     else session_ended_event(parsed.subject, parsed.session_id)
                 )
+                ended = RevokeWhat.USER if everything else RevokeWhat.SESSION
+                self._revoked(parsed.subject, parsed.session_id, ended, caller)
             return
         now = self._clock()
         try:
@@ -429,6 +463,12 @@ class AuthService:
             until = claims.expires_at + self._s.leeway_seconds
             await self._store.revoke_access_token(sub, sid, claims.token_id, until)
             self._apply(token_revoked_event(sub, sid, claims.token_id))
+        self._revoked(sub, sid, what, caller)
+
+    def _revoked(self, account: str, sid: str, what: RevokeWhat, caller: Caller) -> None:
+        self._events.emit(
+            events.Revoked(account, caller.source, sid, what.value, by=caller.source)
+        )
 
     def _apply(self, event: str) -> None:
         """Apply our own revocation to the local view at once (the pub/sub copy follows)."""

@@ -23,6 +23,7 @@ from authsvc_api.v1 import auth_pb2, auth_pb2_grpc
 
 from authsvc.config import Settings
 from authsvc.embedded_redis import find_redis_server
+from authsvc.events import RecordingSink
 from authsvc.revocation_view import RevocationView
 from authsvc.server import AuthServer
 from authsvc.store import AccountKind, RedisStore
@@ -168,6 +169,7 @@ class Harness:
         self.settings: Settings = Settings(**values)
         self.clock: FakeClock = shared_with.clock if shared_with else FakeClock(time.time())
         self._counter = CountingInterceptor()
+        self.events = RecordingSink()
         self.rpc_counts = self._counter.counts
         self._loop = asyncio.new_event_loop()
         self._started = threading.Event()
@@ -196,7 +198,11 @@ class Harness:
     async def _serve(self) -> None:
         self._stop = asyncio.Event()
         self.server = AuthServer(
-            self.settings, self.settings.redis_url, clock=self.clock, interceptors=[self._counter]
+            self.settings,
+            self.settings.redis_url,
+            clock=self.clock,
+            interceptors=[self._counter],
+            sink=self.events,
         )
         await self.server.start()
         self._started.set()

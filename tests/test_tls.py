@@ -10,6 +10,7 @@ import grpc
 import pytest
 from authsvc_api.v1 import auth_pb2, auth_pb2_grpc
 
+from authsvc import events
 from authsvc.config import load_settings
 from authsvc.errors import ConfigError
 from tests.certs import Pem, make_pki
@@ -94,3 +95,19 @@ def test_tls_settings_must_come_together(tmp_path: Path) -> None:
         load_settings(env={"AUTHSVC_TLS_CLIENT_CA_FILE": str(ca.cert)})
     with pytest.raises(ConfigError, match="AUTHSVC_TLS_CERT_FILE"):
         load_settings(env={"AUTHSVC_TLS_CERT_FILE": str(tmp_path / "missing.crt")})
+
+
+def test_an_mtls_caller_is_known_by_its_certificate_not_its_address(
+    authsvc_server_factory: HarnessFactory, tmp_path: Path
+) -> None:
+    ca, server, client = make_pki(tmp_path)
+    h = authsvc_server_factory(
+        tls_cert_file=str(server.cert),
+        tls_key_file=str(server.key),
+        tls_client_ca_file=str(ca.cert),
+    )
+    h.create_user("alice", PASSWORD)
+    with tls_channel(h.target, ca, client) as channel:
+        stub = auth_pb2_grpc.AuthServiceStub(channel)
+        pair = stub.Login(auth_pb2.LoginRequest(username="alice", password=PASSWORD))
+    assert h.events.events == [events.LoginSucceeded("alice", "mtls:orders-svc", pair.session_id)]

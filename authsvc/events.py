@@ -1,0 +1,138 @@
+"""Domain events: one typed record per security-relevant fact the domain observes.
+
+The domain emits them to an `EventSink`; the audit trail and the metrics are sinks
+(they never reach into the domain's code paths). Events carry names and identifiers
+only: never a password, secret or token.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Sequence
+from typing import ClassVar, Protocol
+
+
+class LoginFailure(enum.Enum):
+    """Why a login with the right syntax did not open a session."""
+
+    BAD_CREDENTIALS = "bad_credentials"
+    DENIED_SCOPE = "denied_scope"
+
+
+class RefreshOutcome(enum.Enum):
+    """What a Refresh did."""
+
+    ROTATED = "rotated"
+    GRACE_REPLAY = "grace_replay"
+    REUSE_DETECTED = "reuse_detected"
+    REFUSED = "refused"
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    """Base of every domain event; `name` is the stable event name."""
+
+    name: ClassVar[str] = "event"
+
+
+@dataclasses.dataclass(frozen=True)
+class LoginSucceeded(Event):
+    """A session was opened."""
+
+    name: ClassVar[str] = "login_succeeded"
+    account: str
+    source: str
+    session_id: str
+
+
+@dataclasses.dataclass(frozen=True)
+class LoginFailed(Event):
+    """Credentials were refused (or granted scopes denied); `account` is the name tried."""
+
+    name: ClassVar[str] = "login_failed"
+    account: str
+    source: str
+    reason: LoginFailure
+
+
+@dataclasses.dataclass(frozen=True)
+class LoginThrottled(Event):
+    """A login was refused before any password check because of failed attempts."""
+
+    name: ClassVar[str] = "login_throttled"
+    account: str
+    source: str
+    retry_after_seconds: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Refreshed(Event):
+    """A Refresh was answered (or refused); reuse ends the session."""
+
+    name: ClassVar[str] = "refresh"
+    account: str
+    source: str
+    session_id: str
+    outcome: RefreshOutcome
+
+
+@dataclasses.dataclass(frozen=True)
+class Revoked(Event):
+    """A Revoke took effect (`what`: token, session or user)."""
+
+    name: ClassVar[str] = "revoked"
+    account: str
+    source: str
+    session_id: str
+    what: str
+    by: str
+
+
+@dataclasses.dataclass(frozen=True)
+class AccountChanged(Event):
+    """An administrator changed an account (`action`: created, disabled, ...)."""
+
+    name: ClassVar[str] = "account_changed"
+    account: str
+    source: str
+    action: str
+    by: str
+    sessions_ended: int = 0
+
+
+class EventSink(Protocol):
+    """Receives domain events; must not block or raise."""
+
+    def emit(self, event: Event) -> None:
+        """Record one event."""
+
+
+class NullSink:
+    """Drops every event."""
+
+    def emit(self, event: Event) -> None:
+        """Drop `event`."""
+
+
+class Fanout:
+    """Sends every event to each of several sinks."""
+
+    def __init__(self, sinks: Sequence[EventSink]) -> None:
+        self._sinks = tuple(sinks)
+
+    def emit(self, event: Event) -> None:
+        """Pass `event` to every sink."""
+        for sink in self._sinks:
+            sink.emit(event)
+
+
+class RecordingSink:
+    """Keeps every event in memory (tests, and the last-events view of a debug tool)."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def emit(self, event: Event) -> None:
+        """Keep `event`."""
+        self.events.append(event)
