@@ -71,6 +71,11 @@ class Settings:
     revocation_view: bool = True
     workers: int = 1
     grace_shutdown_seconds: float = 10.0
+    #: The scope that makes an access token an administrator's (admin API, Revoke of
+    #: other people's sessions). Tokens must also be for the default audience.
+    admin_scope: str = "authsvc:admin"
+    #: mTLS client identities (certificate URI/DNS SAN, else CN) that are administrators.
+    admin_identities: tuple[str, ...] = ()
 
     @property
     def allowed_audiences(self) -> frozenset[str]:
@@ -185,6 +190,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "revocation_view": _boolean,
     "workers": _positive_int(1, 256),
     "grace_shutdown_seconds": _positive_float(0.0, 600.0),
+    "admin_scope": _nonempty,
+    "admin_identities": _csv,
 }
 
 

@@ -8,7 +8,9 @@
     ├── ScopeNotAllowed        scopes asked for that the account may not have
     ├── LoginThrottled         too many failed logins; carries retry_after seconds
     ├── StoreUnavailable       Redis cannot be reached or timed out
-    └── AccountError           admin operations: user exists / not found
+    ├── AccountError           admin operations: user exists / not found
+    ├── CallerUnauthenticated  an operation needs credentials the call does not carry
+    └── NotAuthorized          the caller is known but may not do this
 
 The domain raises these; the gRPC layer maps each to a status code in one table
 (`authsvc.rpc_status`). Messages are safe to show to callers: they never contain secrets.
@@ -71,3 +73,15 @@ class StoreUnavailable(AuthsvcError):
 
 class AccountError(AuthsvcError):
     """Raised by account administration: duplicate or missing user."""
+
+
+class CallerUnauthenticated(AuthsvcError):
+    """Raised when an operation needs an authenticated caller and the call proves none."""
+
+    message = "this operation needs an administrator's access token or client certificate"
+
+
+class NotAuthorized(AuthsvcError):
+    """Raised when an authenticated caller may not perform the operation."""
+
+    message = "the caller is not an administrator"

@@ -22,6 +22,8 @@ STATUS_OF: dict[type[errors.AuthsvcError], grpc.StatusCode] = {
     errors.StoreUnavailable: grpc.StatusCode.UNAVAILABLE,
     errors.AccountError: grpc.StatusCode.FAILED_PRECONDITION,
     errors.ConfigError: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.CallerUnauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    errors.NotAuthorized: grpc.StatusCode.PERMISSION_DENIED,
 }
 
 Req = TypeVar("Req")

@@ -14,6 +14,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 
 from authsvc import events, grace
+from authsvc.admin_auth import AdminAuthenticator
 from authsvc.caller import UNKNOWN_CALLER, Caller
 from authsvc.clock import Clock, system_clock
 from authsvc.config import Settings
@@ -148,6 +149,7 @@ class AuthService:
             keys, settings.issuer, settings.allowed_audiences, settings.leeway_seconds
         )
         self._jwks = keys.jwks_json()
+        self.admins = AdminAuthenticator(settings, self._codec, store, clock)
         # A session's grant (scopes, audience, client id, absolute end) never changes, so
         # an instance remembers it and a steady-state Refresh is one Redis round trip; the
         # rotation script checks it against the stored grant all the same.
