@@ -38,6 +38,7 @@ import time
 from typing import Any
 
 import hiredis
+from authsvc_client.cache import LruCache
 from redis.asyncio.connection import parse_url
 
 from authsvc.store import REVOCATIONS_CHANNEL
@@ -45,6 +46,8 @@ from authsvc.store import REVOCATIONS_CHANNEL
 log = logging.getLogger(__name__)
 
 _MAX_ENTRIES = 200_000
+
+_Entry = tuple[str, str, str]  # (subject, session id, token id)
 
 
 def _command(*parts: str) -> bytes:
@@ -77,12 +80,22 @@ class _FeedProtocol(asyncio.Protocol):
 class RevocationView:
     """Positive cache of (subject, session, token id) known alive, invalidated by events."""
 
-    def __init__(self, redis_url: str, interval: float = 1.0, connect_timeout: float = 2.0) -> None:
+    def __init__(
+        self,
+        redis_url: str,
+        interval: float = 1.0,
+        connect_timeout: float = 2.0,
+        max_entries: int = _MAX_ENTRIES,
+    ) -> None:
         self._url = redis_url
         self._interval = interval
         self._connect_timeout = connect_timeout
+        # subject -> session id -> token ids: the view answers from this alone, and events
+        # find every token of a user or a session in it. `_recent` holds the same tokens
+        # only to bound them: when full, the least recently used token leaves both, so a
+        # full view keeps its busy tokens (and an eviction only sends Validate to Redis).
         self._alive: dict[str, dict[str, set[str]]] = {}
-        self._size = 0
+        self._recent: LruCache[_Entry, bool] = LruCache(max_entries, on_evict=self._evicted)
         self._live = False
         self._heard = 0.0
         self._poll: Any = None
@@ -104,6 +117,7 @@ class RevocationView:
         tokens = sessions.get(sid)
         if tokens is None or jti not in tokens:
             return False
+        self._recent.get((subject, sid, jti))  # a use: a full view keeps its busy tokens
         # Unread bytes on the feed may be an event for this very token: ask Redis instead.
         return not self._poll.poll(0)
 
@@ -111,12 +125,8 @@ class RevocationView:
         """Cache a positive Redis answer, unless an event arrived since the read began."""
         if generation != self.generation or not self._live:
             return
-        if self._size >= _MAX_ENTRIES:
-            self._clear()
-        tokens = self._alive.setdefault(subject, {}).setdefault(sid, set())
-        if jti not in tokens:
-            tokens.add(jti)
-            self._size += 1
+        self._alive.setdefault(subject, {}).setdefault(sid, set()).add(jti)
+        self._recent.put((subject, sid, jti), True)
 
     # -- events -------------------------------------------------------------------------
 
@@ -125,26 +135,45 @@ class RevocationView:
         self.generation += 1
         kind, _, rest = event.partition("|")
         parts = rest.split("|")
-        sessions = self._alive.get(parts[0])
+        subject = parts[0]
+        sessions = self._alive.get(subject)
         if sessions is None:
             return
         if kind == "u":
-            self._size -= sum(len(t) for t in sessions.values())
-            del self._alive[parts[0]]
+            for sid in list(sessions):
+                self._forget(subject, sid)
         elif kind == "s" and len(parts) == 2:
-            self._size -= len(sessions.pop(parts[1], ()))
+            self._forget(subject, parts[1])
         elif kind == "t" and len(parts) == 3:
-            tokens = sessions.get(parts[1])
-            if tokens is not None and parts[2] in tokens:
-                tokens.discard(parts[2])
-                self._size -= 1
+            self._forget(subject, parts[1], parts[2])
         else:
             self._clear()  # an event we do not understand: trust nothing cached
 
+    def _forget(self, subject: str, sid: str, jti: str | None = None) -> None:
+        """Drop one token, or every token of a session (jti None), from the view."""
+        sessions = self._alive.get(subject, {})
+        tokens = sessions.get(sid, set())
+        for gone in (jti,) if jti is not None else tuple(tokens):
+            if gone in tokens:
+                tokens.discard(gone)
+                self._recent.pop((subject, sid, gone))
+        if not tokens:
+            sessions.pop(sid, None)
+        if not sessions:
+            self._alive.pop(subject, None)
+
+    def _evicted(self, entry: _Entry, _: bool) -> None:
+        self._forget(*entry)
+
     def _clear(self) -> None:
         self._alive.clear()
-        self._size = 0
+        self._recent.clear()
         self.generation += 1
+
+    @property
+    def size(self) -> int:
+        """The number of tokens the view holds."""
+        return len(self._recent)
 
     def _on_reply(self, reply: Any) -> None:
         self._heard = time.monotonic()

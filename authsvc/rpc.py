@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from authsvc_api.v1 import auth_pb2, auth_pb2_grpc
+from authsvc_client.cache import LruCache
 
 from authsvc.caller import Caller
 from authsvc.errors import InvalidInput
@@ -96,7 +97,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         self._service = service
         self.on_store_unavailable = on_store_unavailable
         self._jwks = auth_pb2.GetJwksResponse(jwks_json=service.jwks_json)
-        self._valid_answers: dict[str, auth_pb2.ValidateResponse] = {}
+        self._valid_answers: LruCache[str, auth_pb2.ValidateResponse] = LruCache(_ANSWER_CACHE_SIZE)
 
     @maps_errors
     async def Login(
@@ -134,9 +135,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         answer = self._valid_answers.get(request.access_token)
         if answer is None:
             answer = _valid_answer(result.claims)
-            if len(self._valid_answers) >= _ANSWER_CACHE_SIZE:
-                del self._valid_answers[next(iter(self._valid_answers))]
-            self._valid_answers[request.access_token] = answer
+            self._valid_answers.put(request.access_token, answer)
         return answer
 
     @maps_errors

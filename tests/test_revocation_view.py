@@ -7,6 +7,7 @@ from typing import Any
 
 from authsvc_api.v1 import auth_pb2
 
+from authsvc.revocation_view import RevocationView
 from tests.harness import Harness, HarnessFactory
 
 PASSWORD = "correct horse battery staple"
@@ -100,3 +101,32 @@ def test_view_can_be_turned_off(authsvc_server_factory: HarnessFactory) -> None:
     before = hmget_calls(h)
     assert all(valid(h, token) for _ in range(5))
     assert hmget_calls(h) - before == 5
+
+
+def test_a_full_view_drops_its_least_recently_used_token_and_events_still_apply(
+    authsvc_server: Harness,
+) -> None:
+    # A long interval: no PING (and no PONG waiting on the socket) during the checks.
+    view = RevocationView(authsvc_server.redis.url, interval=30.0, max_entries=3)
+
+    async def scenario() -> None:
+        view.start()
+        try:
+            await view.wait_until(live=True)
+            for jti in ("t1", "t2", "t3"):
+                view.remember("alice", "s1", jti, view.generation)
+            assert view.is_alive("alice", "s1", "t1")  # a use: t2 is now the oldest
+            view.remember("bob", "s2", "t4", view.generation)
+            assert view.size == 3
+            assert not view.is_alive("alice", "s1", "t2")
+            assert all(view.is_alive(*e) for e in (("alice", "s1", "t1"), ("bob", "s2", "t4")))
+            view.remember("alice", "s1", "t2", view.generation)  # back, t3 the oldest goes
+            assert not view.is_alive("alice", "s1", "t3") and view.size == 3
+            view.apply("u|alice")
+            assert view.size == 1 and not view.is_alive("alice", "s1", "t1")
+            view.apply("t|bob|s2|t4")
+            assert view.size == 0 and not view.is_alive("bob", "s2", "t4")
+        finally:
+            await view.stop()
+
+    authsvc_server.run(scenario())
