@@ -1,6 +1,6 @@
 """The `authsvc` command: serve, account administration, and client calls for the shell.
 
-    authsvc serve [--workers N]
+    authsvc serve [--SETTING VALUE ...]           (any AUTHSVC_* setting, e.g. --workers 2)
     authsvc user add NAME [--scopes a,b] [--password-stdin]
     authsvc user passwd NAME [--password-stdin]
     authsvc user disable NAME | enable NAME | scopes NAME --scopes a,b | list
@@ -30,18 +30,13 @@ from authsvc_api.v1 import auth_pb2, auth_pb2_grpc
 from google.protobuf import json_format
 
 from authsvc.accounts import AccountAdmin
-from authsvc.config import Settings, load_settings
+from authsvc.config import Settings, add_flags, env_name, flag_values, load_settings
 from authsvc.embedded_redis import EmbeddedRedis
 from authsvc.errors import AuthsvcError
 from authsvc.server import make_hasher, make_store, run
 from authsvc.service import validate_name
 from authsvc.store import RedisStore
 
-_SERVE_FLAGS = (
-    "listen", "redis_url", "data_dir", "issuer", "default_audience", "log_level", "workers",
-    "access_ttl_seconds", "refresh_ttl_seconds", "signing_alg", "signing_key_file",
-    "tls_cert_file", "tls_key_file", "tls_client_ca_file",
-)  # fmt: skip
 _REVOKE_SCOPES = {
     "token": auth_pb2.REVOKE_SCOPE_TOKEN,
     "session": auth_pb2.REVOKE_SCOPE_SESSION,
@@ -53,9 +48,13 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="authsvc", description="gRPC authentication service")
     sub = p.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run the gRPC server")
-    for name in _SERVE_FLAGS:
-        serve.add_argument("--" + name.replace("_", "-"), dest=name, default=None)
+    serve = sub.add_parser(
+        "serve",
+        help="run the gRPC server",
+        usage="authsvc serve [--SETTING VALUE ...]",
+        description="Run the gRPC server. Each flag overrides its AUTHSVC_* variable.",
+    )
+    add_flags(serve)
 
     user = sub.add_parser("user", help="manage user accounts").add_subparsers(
         dest="action", required=True
@@ -82,7 +81,9 @@ def _parser() -> argparse.ArgumentParser:
     cadd.add_argument("--scopes", default="", help="comma-separated allowed scopes")
 
     def target(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--target", default=None, help="server address (AUTHSVC_LISTEN)")
+        parser.add_argument(
+            "--target", default=None, help=f"server address (default: {env_name('listen')})"
+        )
         parser.add_argument("--ca", default=None, help="PEM CA bundle: connect with TLS")
         parser.add_argument("--cert", default=None, help="PEM client certificate (mTLS)")
         parser.add_argument("--key", default=None, help="PEM client key (mTLS)")
@@ -241,10 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `authsvc` console script."""
     args = _parser().parse_args(argv)
     try:
-        overrides = (
-            {name: getattr(args, name) for name in _SERVE_FLAGS} if args.command == "serve" else {}
-        )
-        settings = load_settings(overrides=overrides)
+        settings = load_settings(flags=flag_values(args) if args.command == "serve" else None)
         if args.command == "serve":
             run(settings)
         elif args.command in ("user", "client"):

@@ -1,22 +1,154 @@
 """Configuration: loaded once from `AUTHSVC_*` environment variables and flags.
 
-Every setting has a named default, a parser and a validator; a bad value raises
-`ConfigError` naming the variable and what it accepts. `Settings` is immutable.
+Each field of `Settings` is declared once, with its parser (which says what it accepts),
+its default and its help text. Everything else is derived from that declaration: the
+environment variable (`AUTHSVC_` + the field name in capitals), the `authsvc serve` flag
+(`--` + the field name with dashes), the check for unknown `AUTHSVC_*` variables and the
+flags' help. A bad value raises `ConfigError` naming the variable or flag and what it
+accepts. Flags override the environment. `Settings` is immutable.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 
 from authsvc.errors import ConfigError
 
 ENV_PREFIX = "AUTHSVC_"
 SIGNING_ALGORITHMS = ("EdDSA", "ES256")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True)
+class Parser(Generic[T]):
+    """Turns the raw text of a setting into its value.
+
+    Attributes:
+        convert: Returns the value; raises ValueError when the text is not acceptable.
+        accepts: What it accepts, for error messages and help, e.g. "an integer in [1, 64]".
+    """
+
+    convert: Callable[[str], T]
+    accepts: str
+
+    def __call__(self, raw: str) -> T:
+        return self.convert(raw)
+
+
+def _int_in(lo: int, hi: int) -> Parser[int]:
+    def convert(raw: str) -> int:
+        value = int(raw)
+        if not lo <= value <= hi:
+            raise ValueError
+        return value
+
+    return Parser(convert, f"an integer in [{lo}, {hi}]")
+
+
+def _float_in(lo: float, hi: float) -> Parser[float]:
+    """A number above `lo` (exclusive: zero would turn a safeguard off) up to `hi`."""
+
+    def convert(raw: str) -> float:
+        value = float(raw)
+        if not lo < value <= hi:  # also refuses NaN
+            raise ValueError
+        return value
+
+    return Parser(convert, f"a number in ({lo:g}, {hi:g}]")
+
+
+def _one_of(options: tuple[str, ...]) -> Parser[str]:
+    def convert(raw: str) -> str:
+        for option in options:
+            if raw.upper() == option.upper():
+                return option
+        raise ValueError
+
+    return Parser(convert, f"one of {', '.join(options)}")
+
+
+def _nonempty(raw: str) -> str:
+    if not raw.strip():
+        raise ValueError
+    return raw.strip()
+
+
+def _listen(raw: str) -> str:
+    host, sep, port = raw.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError
+    return raw
+
+
+def _redis_url(raw: str) -> str:
+    if raw and not raw.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError
+    return raw
+
+
+def _readable_file(raw: str) -> str:
+    if raw and not os.access(raw, os.R_OK):
+        raise ValueError
+    return raw
+
+
+def _boolean(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError
+
+
+def _csv(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+_TEXT = Parser(_nonempty, "a non-empty string")
+_LISTEN = Parser(_listen, "HOST:PORT, e.g. 127.0.0.1:50051")
+_REDIS_URL = Parser(_redis_url, "a redis://, rediss:// or unix:// URL, or empty")
+_DIRECTORY = Parser(lambda raw: Path(_nonempty(raw)).expanduser(), "a directory path")
+_PATH = Parser(str, "a file path, or empty")
+_READABLE_FILE = Parser(_readable_file, "a readable file, or empty")
+_CSV = Parser(_csv, "a comma-separated list")
+_BOOLEAN = Parser(_boolean, "true or false")
+
+_DECLARATION = "authsvc.setting"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Declared:
+    parser: Parser[Any]
+    help: str
+    secret: bool
+
+
+@overload
+def _setting(parser: Parser[T], help: str, *, default: T, secret: bool = False) -> T: ...
+@overload
+def _setting(parser: Parser[T], help: str, *, default_factory: Callable[[], T]) -> T: ...
+def _setting(
+    parser: Parser[Any],
+    help: str,
+    *,
+    default: Any = dataclasses.MISSING,
+    default_factory: Any = dataclasses.MISSING,
+    secret: bool = False,
+) -> Any:
+    """Declare one field of `Settings`: parser, default and help (and, with `secret`, that
+    its value may hold a password and is never echoed in an error)."""
+    metadata = {_DECLARATION: _Declared(parser, help, secret)}
+    if default_factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=default_factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 def default_data_dir() -> Path:
@@ -29,53 +161,107 @@ def default_data_dir() -> Path:
 class Settings:
     """All runtime settings of the server and the admin CLI."""
 
-    listen: str = "127.0.0.1:50051"
-    #: `redis://` or `rediss://` or `unix://` URL; empty means the embedded private Redis.
-    redis_url: str = ""
-    data_dir: Path = dataclasses.field(default_factory=default_data_dir)
-    issuer: str = "authsvc"
-    default_audience: str = "authsvc"
-    #: Audiences a Login may ask for; the default audience is always allowed.
-    audiences: tuple[str, ...] = ()
-    access_ttl_seconds: int = 15 * 60
-    refresh_ttl_seconds: int = 14 * 24 * 3600
-    session_max_seconds: int = 30 * 24 * 3600
-    refresh_grace_seconds: int = 10
-    leeway_seconds: int = 10
-    signing_alg: str = "EdDSA"
-    #: PEM private key that signs; empty means generate/load one under data_dir/keys.
-    signing_key_file: str = ""
-    #: Extra PEM keys (public or private) accepted for verification only (key rotation).
-    verify_key_files: tuple[str, ...] = ()
-    log_level: str = "INFO"
-    #: PEM certificate chain and private key: serve TLS instead of plaintext.
-    tls_cert_file: str = ""
-    tls_key_file: str = ""
-    #: PEM CA bundle: require and verify client certificates (mTLS).
-    tls_client_ca_file: str = ""
-    redis_socket_timeout: float = 2.0
-    redis_connect_timeout: float = 2.0
-    redis_pool_size: int = 64
-    redis_retries: int = 2
-    #: OWASP Password Storage Cheat Sheet: argon2id, m=19 MiB, t=2, p=1.
-    argon2_memory_kib: int = 19456
-    argon2_time_cost: int = 2
-    argon2_parallelism: int = 1
-    #: argon2 threads: one per core but one, which stays with the event loop (Validate).
-    hash_threads: int = max(1, (os.cpu_count() or 1) - 1)
-    login_max_failures: int = 10
-    login_throttle_base_seconds: float = 1.0
-    login_throttle_max_seconds: float = 900.0
-    health_interval_seconds: float = 1.0
-    #: Follow revocation events so Validate needs no Redis read in the steady state.
-    revocation_view: bool = True
-    workers: int = 1
-    grace_shutdown_seconds: float = 10.0
-    #: The scope that makes an access token an administrator's (admin API, Revoke of
-    #: other people's sessions). Tokens must also be for the default audience.
-    admin_scope: str = "authsvc:admin"
-    #: mTLS client identities (certificate URI/DNS SAN, else CN) that are administrators.
-    admin_identities: tuple[str, ...] = ()
+    listen: str = _setting(_LISTEN, "gRPC listen address", default="127.0.0.1:50051")
+    redis_url: str = _setting(
+        _REDIS_URL, "Redis to use (empty: an embedded private one)", default="", secret=True
+    )
+    data_dir: Path = _setting(
+        _DIRECTORY, "signing key and embedded Redis data", default_factory=default_data_dir
+    )
+    issuer: str = _setting(_TEXT, "iss of every token", default="authsvc")
+    default_audience: str = _setting(_TEXT, "aud when a Login asks for none", default="authsvc")
+    audiences: tuple[str, ...] = _setting(
+        _CSV, "other audiences a Login may ask for (the default is always allowed)", default=()
+    )
+    access_ttl_seconds: int = _setting(
+        _int_in(1, 24 * 3600), "access token lifetime", default=15 * 60
+    )
+    refresh_ttl_seconds: int = _setting(
+        _int_in(60, 365 * 24 * 3600), "refresh token lifetime (sliding)", default=14 * 24 * 3600
+    )
+    session_max_seconds: int = _setting(
+        _int_in(60, 5 * 365 * 24 * 3600), "absolute session lifetime", default=30 * 24 * 3600
+    )
+    refresh_grace_seconds: int = _setting(
+        _int_in(0, 60), "window for a retried Refresh to get the same pair (0: off)", default=10
+    )
+    leeway_seconds: int = _setting(
+        _int_in(0, 300), "clock skew allowed when checking token times", default=10
+    )
+    signing_alg: str = _setting(
+        _one_of(SIGNING_ALGORITHMS), "signing algorithm (a key file must match)", default="EdDSA"
+    )
+    signing_key_file: str = _setting(
+        _PATH, "PEM private key that signs (empty: one generated in the data dir)", default=""
+    )
+    verify_key_files: tuple[str, ...] = _setting(
+        _CSV, "extra PEM keys accepted for verification only (key rotation)", default=()
+    )
+    log_level: str = _setting(
+        _one_of(LOG_LEVELS), "level of the JSON-lines log on stderr", default="INFO"
+    )
+    tls_cert_file: str = _setting(
+        _READABLE_FILE, "PEM certificate chain (serve TLS instead of plaintext)", default=""
+    )
+    tls_key_file: str = _setting(_READABLE_FILE, "PEM private key of the certificate", default="")
+    tls_client_ca_file: str = _setting(
+        _READABLE_FILE, "PEM CA bundle (require client certificates from it: mTLS)", default=""
+    )
+    redis_socket_timeout: float = _setting(
+        _float_in(0.0, 60.0), "seconds to wait for a Redis answer", default=2.0
+    )
+    redis_connect_timeout: float = _setting(
+        _float_in(0.0, 60.0), "seconds to wait for a Redis connection", default=2.0
+    )
+    redis_pool_size: int = _setting(
+        _int_in(1, 10_000), "most Redis connections per process", default=64
+    )
+    redis_retries: int = _setting(
+        _int_in(0, 10), "retries of idempotent Redis operations", default=2
+    )
+    # OWASP Password Storage Cheat Sheet: argon2id, m=19 MiB, t=2, p=1.
+    argon2_memory_kib: int = _setting(
+        _int_in(7168, 4 * 1024 * 1024), "argon2id memory cost of new hashes, KiB", default=19456
+    )
+    argon2_time_cost: int = _setting(_int_in(1, 100), "argon2id passes of new hashes", default=2)
+    argon2_parallelism: int = _setting(_int_in(1, 64), "argon2id lanes of new hashes", default=1)
+    # One per core but one, which stays with the event loop (Validate).
+    hash_threads: int = _setting(
+        _int_in(1, 256), "password hashing threads", default=max(1, (os.cpu_count() or 1) - 1)
+    )
+    login_max_failures: int = _setting(
+        _int_in(1, 1000), "failed logins in a row before a name is throttled", default=10
+    )
+    login_throttle_base_seconds: float = _setting(
+        _float_in(0.0, 3600.0), "first throttle delay, doubled per further failure", default=1.0
+    )
+    login_throttle_max_seconds: float = _setting(
+        _float_in(0.0, 86400.0), "longest throttle delay", default=900.0
+    )
+    health_interval_seconds: float = _setting(
+        _float_in(0.0, 60.0), "seconds between Redis health checks and feed PINGs", default=1.0
+    )
+    revocation_view: bool = _setting(
+        _BOOLEAN,
+        "follow revocation events so Validate skips Redis in the steady state",
+        default=True,
+    )
+    workers: int = _setting(
+        _int_in(1, 256), "server processes sharing the port (SO_REUSEPORT)", default=1
+    )
+    grace_shutdown_seconds: float = _setting(
+        _float_in(0.0, 600.0), "seconds in-flight calls get at shutdown", default=10.0
+    )
+    admin_scope: str = _setting(
+        _TEXT,
+        "the scope that makes an access token (for the default audience) an administrator's",
+        default="authsvc:admin",
+    )
+    admin_identities: tuple[str, ...] = _setting(
+        _CSV,
+        "mTLS client identities (URI/DNS SAN, else CN) that are administrators",
+        default=(),
+    )
 
     @property
     def allowed_audiences(self) -> frozenset[str]:
@@ -88,148 +274,122 @@ class Settings:
         return not self.redis_url
 
 
-def _positive_int(lo: int = 1, hi: int | None = None) -> Callable[[str], int]:
-    def parse(raw: str) -> int:
-        value = int(raw)
-        if value < lo or (hi is not None and value > hi):
-            raise ValueError(f"must be an integer in [{lo}, {hi if hi is not None else 'inf'}]")
-        return value
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """One field of `Settings` as declared: where it is read from and how it is parsed."""
 
-    return parse
+    name: str
+    parser: Parser[Any]
+    help: str
+    #: Its value may hold a password (a Redis URL): never echoed in an error.
+    secret: bool
+    _field: dataclasses.Field[Any] = dataclasses.field(repr=False)
 
+    @property
+    def env(self) -> str:
+        """Its environment variable, e.g. `AUTHSVC_REDIS_URL`."""
+        return ENV_PREFIX + self.name.upper()
 
-def _positive_float(lo: float = 0.0, hi: float | None = None) -> Callable[[str], float]:
-    def parse(raw: str) -> float:
-        value = float(raw)
-        if not value > lo or (hi is not None and value > hi) or value != value:
-            raise ValueError(f"must be a number in ({lo}, {hi if hi is not None else 'inf'}]")
-        return value
+    @property
+    def flag(self) -> str:
+        """Its `authsvc serve` flag, e.g. `--redis-url`."""
+        return "--" + self.name.replace("_", "-")
 
-    return parse
+    @property
+    def default(self) -> Any:
+        """Its default value."""
+        if self._field.default_factory is not dataclasses.MISSING:
+            return self._field.default_factory()
+        return self._field.default
 
+    def text(self, value: Any) -> str:
+        """`value` written the way the parser reads it back (empty for nothing)."""
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, tuple):
+            return ",".join(value)
+        return str(value)
 
-def _choice(options: tuple[str, ...]) -> Callable[[str], str]:
-    def parse(raw: str) -> str:
-        for option in options:
-            if raw.upper() == option.upper():
-                return option
-        raise ValueError(f"must be one of {', '.join(options)}")
+    def parse(self, raw: str, label: str) -> Any:
+        """Parse `raw`, given as `label` (the variable or the flag).
 
-    return parse
-
-
-def _nonempty(raw: str) -> str:
-    if not raw.strip():
-        raise ValueError("must not be empty")
-    return raw.strip()
-
-
-def _listen(raw: str) -> str:
-    host, sep, port = raw.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:50051")
-    return raw
-
-
-def _redis_url(raw: str) -> str:
-    if raw and not raw.startswith(("redis://", "rediss://", "unix://")):
-        raise ValueError("must start with redis://, rediss:// or unix:// (empty: embedded)")
-    return raw
-
-
-def _readable_file(raw: str) -> str:
-    if raw and not os.access(raw, os.R_OK):
-        raise ValueError("must name a readable file")
-    return raw
+        Raises:
+            ConfigError: naming `label` and what the setting accepts.
+        """
+        try:
+            return self.parser(raw)
+        except ValueError:
+            shown = "" if self.secret else f"={raw!r}"
+            raise ConfigError(f"invalid {label}{shown}: must be {self.parser.accepts}") from None
 
 
-def _boolean(raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise ValueError("must be true or false")
+def _declared() -> tuple[Setting, ...]:
+    settings = []
+    for field in dataclasses.fields(Settings):
+        declared = field.metadata.get(_DECLARATION)
+        if not isinstance(declared, _Declared):
+            raise TypeError(f"Settings.{field.name} is not declared with _setting()")
+        settings.append(Setting(field.name, declared.parser, declared.help, declared.secret, field))
+    return tuple(settings)
 
 
-def _csv(raw: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in raw.split(",") if part.strip())
-
-
-_PARSERS: dict[str, Callable[[str], Any]] = {
-    "listen": _listen,
-    "redis_url": _redis_url,
-    "data_dir": lambda raw: Path(_nonempty(raw)).expanduser(),
-    "issuer": _nonempty,
-    "default_audience": _nonempty,
-    "audiences": _csv,
-    "access_ttl_seconds": _positive_int(1, 24 * 3600),
-    "refresh_ttl_seconds": _positive_int(60, 365 * 24 * 3600),
-    "session_max_seconds": _positive_int(60, 5 * 365 * 24 * 3600),
-    "refresh_grace_seconds": _positive_int(0, 60),
-    "leeway_seconds": _positive_int(0, 300),
-    "signing_alg": _choice(SIGNING_ALGORITHMS),
-    "signing_key_file": str,
-    "verify_key_files": _csv,
-    "log_level": _choice(LOG_LEVELS),
-    "tls_cert_file": _readable_file,
-    "tls_key_file": _readable_file,
-    "tls_client_ca_file": _readable_file,
-    "redis_socket_timeout": _positive_float(0.0, 60.0),
-    "redis_connect_timeout": _positive_float(0.0, 60.0),
-    "redis_pool_size": _positive_int(1, 10_000),
-    "redis_retries": _positive_int(0, 10),
-    "argon2_memory_kib": _positive_int(7168, 4 * 1024 * 1024),
-    "argon2_time_cost": _positive_int(1, 100),
-    "argon2_parallelism": _positive_int(1, 64),
-    "hash_threads": _positive_int(1, 256),
-    "login_max_failures": _positive_int(1, 1000),
-    "login_throttle_base_seconds": _positive_float(0.0, 3600.0),
-    "login_throttle_max_seconds": _positive_float(0.0, 86400.0),
-    "health_interval_seconds": _positive_float(0.0, 60.0),
-    "revocation_view": _boolean,
-    "workers": _positive_int(1, 256),
-    "grace_shutdown_seconds": _positive_float(0.0, 600.0),
-    "admin_scope": _nonempty,
-    "admin_identities": _csv,
-}
+#: Every setting, in declaration order.
+SETTINGS: tuple[Setting, ...] = _declared()
+_BY_NAME = {setting.name: setting for setting in SETTINGS}
 
 
 def env_name(field: str) -> str:
     """The environment variable of a settings field, e.g. `AUTHSVC_REDIS_URL`."""
-    return ENV_PREFIX + field.upper()
+    return _BY_NAME[field].env
+
+
+def add_flags(parser: argparse.ArgumentParser) -> None:
+    """Add one `--flag VALUE` per setting to `parser`; `flag_values` reads them back."""
+    for setting in SETTINGS:
+        default = setting.text(setting.default) or "empty"
+        text = f"{setting.help} [{setting.parser.accepts}; default {default}; {setting.env}]"
+        parser.add_argument(
+            setting.flag,
+            dest=setting.name,
+            default=None,
+            metavar="VALUE",
+            help=text.replace("%", "%%"),
+        )
+
+
+def flag_values(args: argparse.Namespace) -> dict[str, str | None]:
+    """The raw values of the flags `add_flags` added (None where not given)."""
+    return {setting.name: getattr(args, setting.name) for setting in SETTINGS}
 
 
 def load_settings(
-    env: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
+    env: Mapping[str, str] | None = None, flags: Mapping[str, str | None] | None = None
 ) -> Settings:
-    """Build `Settings` from the environment, then flags (`overrides`, already typed or str).
+    """Build `Settings` from the environment, then flags (raw text by field name; None
+    means not given).
 
     Raises:
-        ConfigError: a value does not parse or is out of range; the message names it.
+        ConfigError: a value does not parse or is out of range, or an `AUTHSVC_*` variable
+            is unknown; the message names it.
     """
     env = os.environ if env is None else env
-    known = {f.name for f in dataclasses.fields(Settings)}
-    unknown = sorted(
-        k for k in env if k.startswith(ENV_PREFIX) and k[len(ENV_PREFIX) :].lower() not in known
-    )
+    known = {setting.env for setting in SETTINGS}
+    unknown = sorted(k for k in env if k.startswith(ENV_PREFIX) and k not in known)
     if unknown:
-        raise ConfigError(f"unknown setting {unknown[0]}; known: see README 'Configuration'")
-    values: dict[str, Any] = {}
-    for name, parse in _PARSERS.items():
-        raw = env.get(env_name(name))
-        if raw is not None:
-            values[name] = _parse(env_name(name), parse, raw)
-    for name, value in (overrides or {}).items():
-        if name not in known:
-            raise ConfigError(f"unknown setting {name}")
-        if value is None:
-            continue
-        values[name] = (
-            _parse(f"--{name.replace('_', '-')}", _PARSERS[name], value)
-            if isinstance(value, str)
-            else value
+        raise ConfigError(
+            f"unknown setting {unknown[0]}; see `authsvc serve --help` or README 'Configuration'"
         )
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        raw = env.get(setting.env)
+        if raw is not None:
+            values[setting.name] = setting.parse(raw, setting.env)
+    for name, raw in (flags or {}).items():
+        flagged = _BY_NAME.get(name)
+        if flagged is None:
+            raise ConfigError(f"unknown setting {name}")
+        if raw is not None:
+            values[name] = flagged.parse(raw, flagged.flag)
     settings = Settings(**values)
     if bool(settings.tls_cert_file) != bool(settings.tls_key_file):
         raise ConfigError(f"{env_name('tls_cert_file')} and {env_name('tls_key_file')} go together")
@@ -242,12 +402,3 @@ def load_settings(
             f"{env_name('session_max_seconds')} must be at least {env_name('access_ttl_seconds')}"
         )
     return settings
-
-
-def _parse(label: str, parse: Callable[[str], Any], raw: str) -> Any:
-    try:
-        return parse(raw)
-    except ValueError as exc:
-        # A URL may carry a password: name the setting, never echo its value.
-        shown = "" if "URL" in label.upper() else f"={raw!r}"
-        raise ConfigError(f"invalid {label}{shown}: {exc}") from None

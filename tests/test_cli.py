@@ -14,6 +14,7 @@ import grpc
 import pytest
 from authsvc_api.v1 import auth_pb2, auth_pb2_grpc
 
+from authsvc.config import SETTINGS
 from tests.harness import AUTHSVC_BIN, Harness, env_without_authsvc_settings, free_port
 
 
@@ -117,6 +118,15 @@ def test_bad_configuration_fails_at_start_naming_the_setting(env: dict[str, str]
         result = cli({**env, name: value}, "serve", check=False)
         assert result.returncode == 2 and name in result.stderr, result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_serve_has_a_flag_for_every_setting_and_a_bad_flag_is_named() -> None:
+    env = env_without_authsvc_settings(COLUMNS="200")
+    shown = cli(env, "serve", "--help").stdout
+    for setting in SETTINGS:
+        assert f"{setting.flag} VALUE" in shown and setting.env in shown, setting.name
+    result = cli(env, "serve", "--access-ttl-seconds", "soon", check=False)
+    assert result.returncode == 2 and "--access-ttl-seconds" in result.stderr, result.stderr
 
 
 @pytest.fixture
