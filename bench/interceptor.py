@@ -1,9 +1,8 @@
 """Per-call cost of the client library's bearer-token interceptor over a bare channel.
 
 Measured with `authsvc_client.AuthInterceptor` over a `TokenManager` (what the library's
-`insecure_channel` installs) when the library provides them; otherwise the report carries
-`NOT_MEASURED`. A minimal bearer-metadata interceptor is measured too, as the floor: what
-any Python interceptor costs in grpcio before its own logic.
+`insecure_channel` installs). A minimal bearer-metadata interceptor is measured too, as
+the floor: what any Python interceptor costs in grpcio before its own logic.
 """
 
 from __future__ import annotations
@@ -15,11 +14,11 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
+from authsvc_client import AuthInterceptor, AuthsvcClient, Credentials, TokenManager
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench.workloads import Account
 
-NOT_MEASURED = "interceptor overhead: not measured (client library not available)"
 _ROUNDS = 10
 
 
@@ -133,13 +132,9 @@ def measure_reference(target: str, token: str, seconds: float) -> InterceptorCos
         return compare("reference: minimal bearer-metadata interceptor", bare, interceptor, seconds)
 
 
-def measure_library(target: str, account: Account, seconds: float) -> InterceptorCost | None:
+def measure_library(target: str, account: Account, seconds: float) -> InterceptorCost:
     """The library's `AuthInterceptor` with a `TokenManager` (what its `insecure_channel`
-    installs); None when the library does not provide them."""
-    try:
-        from authsvc_client import AuthInterceptor, AuthsvcClient, Credentials, TokenManager
-    except ImportError:
-        return None
+    installs)."""
     with grpc.insecure_channel(target) as auth_channel, grpc.insecure_channel(target) as bare:
         manager = TokenManager(
             AuthsvcClient(auth_channel),

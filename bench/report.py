@@ -8,7 +8,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-from bench.interceptor import NOT_MEASURED
 from bench.results import BenchResults
 from bench.targets import Target
 
@@ -55,8 +54,6 @@ def extras_lines(res: BenchResults) -> list[str]:
             f"- bare argon2id verify rate: {res.argon2_rate:.1f}/s with "
             f"{res.argon2_threads} threads"
         )
-    if res.interceptor_note:
-        out.append(f"- TODO {res.interceptor_note}")
     for cost in res.interceptor:
         out.append(
             f"- client interceptor, {cost.label}: {cost.direct_us:.1f} us of Python per call "
@@ -70,12 +67,6 @@ def extras_lines(res: BenchResults) -> list[str]:
             f"local verification +{sv.local_overhead_us:.0f} us, local + Validate RPC "
             f"+{sv.remote_overhead_us:.0f} us ({sv.ratio:.1f}x); calls {sv.bare_us:.0f} / "
             f"{sv.local_us:.0f} / {sv.remote_us:.0f} us without / local / remote"
-        )
-    if res.verify_cost is not None:
-        v = res.verify_cost
-        out.append(
-            f"- local verify vs remote Validate: {v.local_us:.1f} us vs {v.remote_us:.1f} us "
-            f"per token ({v.ratio:.1f}x); local = {v.method}"
         )
     mem = res.session_memory
     if mem is not None:
@@ -137,17 +128,10 @@ def to_json(res: BenchResults, targets: list[Target]) -> dict[str, Any]:
         "runs": [run.to_json() for run in res.runs],
         "argon2": {"verify_per_second": res.argon2_rate, "threads": res.argon2_threads},
         "interceptor": {
-            "note": res.interceptor_note or None,
             "measured": [
                 {**dataclasses.asdict(c), "overhead_us": c.overhead_us} for c in res.interceptor
             ],
-            "library": res.interceptor_note != NOT_MEASURED,
         },
-        "verify_cost": (
-            {**dataclasses.asdict(res.verify_cost), "ratio": res.verify_cost.ratio}
-            if res.verify_cost
-            else None
-        ),
         "server_verify": (
             {
                 **dataclasses.asdict(res.server_verify),

@@ -9,7 +9,6 @@ from bench.interceptor import InterceptorCost
 from bench.server_verify import ServerVerifyCost
 from bench.session_memory import SessionMemory
 from bench.stats import LoadResult
-from bench.verify_cost import VerifyCost
 
 HEALTH = "Health/Check (baseline)"
 VALIDATE_VALID = "Validate (valid token)"
@@ -51,10 +50,8 @@ class BenchResults:
     argon2_rate: float | None = None
     argon2_threads: int = 0
     session_memory: SessionMemory | None = None
-    verify_cost: VerifyCost | None = None
     server_verify: ServerVerifyCost | None = None
     interceptor: list[InterceptorCost] = dataclasses.field(default_factory=list)
-    interceptor_note: str = ""
     rss: RssGrowth | None = None
     #: workload -> {"self" | "total": [(function, percent of samples)]}
     profile: dict[str, dict[str, list[tuple[str, float]]]] = dataclasses.field(default_factory=dict)

@@ -30,7 +30,6 @@ from bench import (
     profile,
     server_verify,
     session_memory,
-    verify_cost,
 )
 from bench import results as names
 from bench.checks import Probe, health_probe, login_probe, run_probes, validate_probe
@@ -212,7 +211,7 @@ class Bench:
             self._phase("profile", lambda: self._profile(server, "Validate", validate_load))
             self._phase("profile", lambda: self._profile(server, "Refresh", refresh_load))
         self._phase("session memory", lambda: self._session_memory(target, redis))
-        self._phase("server interceptor", lambda: self._verify_cost(target))
+        self._phase("server interceptor", lambda: self._server_verify(target))
         self._phase("client interceptor", lambda: self._interceptor(target))
         if self.opts.rss_calls:
             self._phase("RSS", lambda: self._rss(run, server, valid_h2, valid, probes["valid"]))
@@ -329,33 +328,22 @@ class Bench:
             f"  -> {mem.per_session:.0f} B per session by MEMORY USAGE ({mem.live_sessions} live)"
         )
 
-    def _verify_cost(self, target: str) -> None:
+    def _server_verify(self, target: str) -> None:
         s = Settings()
         seconds = self.opts.micro_seconds
         self.say("server interceptor: local verification vs a Validate round trip ...")
         cost = server_verify.measure(target, self._token, s.issuer, s.default_audience, seconds)
-        if cost is not None:
-            self.res.server_verify = cost
-            self.say(
-                f"  -> per call: no check {cost.bare_us:.0f} us, local {cost.local_us:.0f} us "
-                f"(+{cost.local_overhead_us:.0f}), local+Validate {cost.remote_us:.0f} us "
-                f"(+{cost.remote_overhead_us:.0f})"
-            )
-            return
-        self._note("authsvc_client has no ServerAuthInterceptor: compared PyJWT with Validate")
-        plain = verify_cost.measure(target, self._token, s.default_audience, s.issuer, seconds)
-        self.res.verify_cost = plain
-        self.say(f"  -> local {plain.local_us:.1f} us, remote {plain.remote_us:.1f} us")
+        self.res.server_verify = cost
+        self.say(
+            f"  -> per call: no check {cost.bare_us:.0f} us, local {cost.local_us:.0f} us "
+            f"(+{cost.local_overhead_us:.0f}), local+Validate {cost.remote_us:.0f} us "
+            f"(+{cost.remote_overhead_us:.0f})"
+        )
 
     def _interceptor(self, target: str) -> None:
         seconds = self.opts.micro_seconds
         self.say("client interceptor overhead vs a bare channel (sequential Health/Check) ...")
-        library = interceptor.measure_library(target, self._accounts[1], seconds)
-        if library is None:
-            self.res.interceptor_note = interceptor.NOT_MEASURED
-            self.say("  TODO " + interceptor.NOT_MEASURED)
-        else:
-            self.res.interceptor.append(library)
+        self.res.interceptor.append(interceptor.measure_library(target, self._accounts[1], seconds))
         self.res.interceptor.append(interceptor.measure_reference(target, self._token, seconds))
         for cost in self.res.interceptor:
             self.say(
