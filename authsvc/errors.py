@@ -12,8 +12,8 @@
     ├── CallerUnauthenticated  an operation needs credentials the call does not carry
     └── NotAuthorized          the caller is known but may not do this
 
-The domain raises these; the gRPC layer maps each to a status code in one table
-(`authsvc.rpc_status`). Messages are safe to show to callers: they never contain secrets.
+The domain raises these; the gRPC layer maps each one an RPC can raise to a status code in
+one table (`authsvc.rpc_status`). Messages are safe to show to callers: they never contain secrets.
 """
 
 from __future__ import annotations

@@ -13,6 +13,8 @@ from authsvc import errors
 
 log = logging.getLogger(__name__)
 
+# Only the errors an RPC can raise (ConfigError and AccountError come from start-up and the
+# admin CLI); anything else would be a bug and answers INTERNAL.
 STATUS_OF: dict[type[errors.AuthsvcError], grpc.StatusCode] = {
     errors.InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
     errors.InvalidCredentials: grpc.StatusCode.UNAUTHENTICATED,
@@ -20,8 +22,6 @@ STATUS_OF: dict[type[errors.AuthsvcError], grpc.StatusCode] = {
     errors.ScopeNotAllowed: grpc.StatusCode.PERMISSION_DENIED,
     errors.LoginThrottled: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.StoreUnavailable: grpc.StatusCode.UNAVAILABLE,
-    errors.AccountError: grpc.StatusCode.FAILED_PRECONDITION,
-    errors.ConfigError: grpc.StatusCode.FAILED_PRECONDITION,
     errors.CallerUnauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     errors.NotAuthorized: grpc.StatusCode.PERMISSION_DENIED,
 }
