@@ -7,28 +7,16 @@ handlers must be coroutines or async generators.
 from __future__ import annotations
 
 import inspect
-import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
 import grpc
 import grpc.aio
 
 from authsvc_client.context import CLAIMS
-from authsvc_client.errors import TokenVerificationError
-from authsvc_client.guard import AUTHENTICATED, MethodPolicy
-from authsvc_client.jwks import AsyncKeySource
-from authsvc_client.server_interceptor import (
-    UNVERIFIABLE,
-    behavior_of,
-    guard_and_key_cache,
-    rewrap,
-    status_of,
-)
+from authsvc_client.jwks import AsyncKeySource, KeyCache
+from authsvc_client.server_base import BaseServerAuthInterceptor, behavior_of, refusal, rewrap
 from authsvc_client.verify import AccessClaims
-
-log = logging.getLogger(__name__)
 
 
 class AsyncAuthsvcCalls(Protocol):
@@ -43,39 +31,17 @@ class AsyncAuthsvcCalls(Protocol):
         ...
 
 
-class AsyncServerAuthInterceptor(grpc.aio.ServerInterceptor):
+class AsyncServerAuthInterceptor(
+    BaseServerAuthInterceptor[AsyncAuthsvcCalls, AsyncKeySource], grpc.aio.ServerInterceptor
+):
     """Protects a `grpc.aio` server's methods with authsvc access tokens.
 
-    Arguments are as for `ServerAuthInterceptor`, with `authsvc` an `AsyncAuthsvcClient`.
+    Arguments are those of `BaseServerAuthInterceptor`, with `authsvc` an
+    `AsyncAuthsvcClient`.
     """
 
-    def __init__(
-        self,
-        authsvc: AsyncAuthsvcCalls,
-        *,
-        issuer: str,
-        audience: str,
-        policies: Mapping[str, MethodPolicy] | None = None,
-        default_policy: MethodPolicy = AUTHENTICATED,
-        confirm_with_authsvc: bool = False,
-        leeway: float = 5.0,
-        wall_clock: Callable[[], float] = time.time,
-        clock: Callable[[], float] = time.monotonic,
-        min_key_refetch_interval: float = 30.0,
-    ) -> None:
-        self._guard, cache = guard_and_key_cache(
-            issuer=issuer,
-            audience=audience,
-            policies=policies,
-            default_policy=default_policy,
-            leeway=leeway,
-            wall_clock=wall_clock,
-            clock=clock,
-            min_key_refetch_interval=min_key_refetch_interval,
-        )
-        self._keys = AsyncKeySource(authsvc.get_jwks, cache)
-        self._authsvc = authsvc
-        self._confirm = confirm_with_authsvc
+    def _key_source(self, authsvc: AsyncAuthsvcCalls, cache: KeyCache) -> AsyncKeySource:
+        return AsyncKeySource(authsvc.get_jwks, cache)
 
     async def authenticate(self, method: str, metadata: Any) -> AccessClaims | None:
         """The claims for a call to `method`, or None for a public method.
@@ -83,15 +49,13 @@ class AsyncServerAuthInterceptor(grpc.aio.ServerInterceptor):
         Raises:
             TokenVerificationError: The call must be refused.
         """
-        policy = self._guard.policy(method)
-        if policy.public:
+        admission = self._admission(method, metadata)
+        if admission is None:
             return None
-        token = self._guard.token(metadata)
-        key = await self._keys.key(self._guard.kid(token))
-        claims = self._guard.check(token, key, policy)
+        claims = self._check(admission, await self._keys.key(admission.kid))
         if self._confirm:
             await self._authsvc.validate(
-                token, self._guard.audience(policy), self._guard.required_scopes(policy)
+                admission.token, admission.audience, admission.required_scopes
             )
         return claims
 
@@ -102,21 +66,16 @@ class AsyncServerAuthInterceptor(grpc.aio.ServerInterceptor):
     ) -> Any:
         """Wrap the method's handler so it runs only for an authorised caller."""
         handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
         method = handler_call_details.method
-        if self._guard.policy(method).public:
+        if handler is None or not self.protects(method):
             return handler
         behavior = behavior_of(handler)
 
         async def admit(context: grpc.aio.ServicerContext[Any, Any]) -> None:
             try:
                 claims = await self.authenticate(method, context.invocation_metadata())
-            except TokenVerificationError as exc:
-                await context.abort(*status_of(exc))
-            except Exception:  # a bug must not reach the caller, nor its token the log
-                log.error("token verification failed unexpectedly on %s", method)
-                await context.abort(grpc.StatusCode.UNAUTHENTICATED, UNVERIFIABLE)
+            except Exception as exc:  # `refusal` tells a refused token from a bug
+                await context.abort(*refusal(method, exc))
             # grpc.aio runs each call in a task of its own, so this stays with this call.
             CLAIMS.set(claims)
 

@@ -5,7 +5,7 @@ refetched, rate-limited, when an unknown `kid` appears), optionally confirmed wi
 Validate RPC (which sees revocations at once), and checked against the method's policy.
 The handler then finds the claims with `authsvc_client.current_claims()`. Failures abort
 the call: UNAUTHENTICATED for a missing or invalid token, PERMISSION_DENIED for a missing
-scope, UNAVAILABLE when keys or Validate cannot be reached (see `STATUS`).
+scope, UNAVAILABLE when keys or Validate cannot be reached (see `server_base.STATUS`).
 
 Streams: the token is checked once, when the call starts. A stream may go on after the
 token's `exp`; a handler that must not can compare `current_claims().expires_at` with the
@@ -15,41 +15,17 @@ time and end the stream, and clients then reopen it with a fresh token.
 from __future__ import annotations
 
 import contextvars
-import logging
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 import grpc
 
 from authsvc_client.context import CLAIMS
-from authsvc_client.errors import (
-    InsufficientScope,
-    InvalidToken,
-    TokenVerificationError,
-    VerifierUnavailable,
-)
-from authsvc_client.guard import AUTHENTICATED, Guard, MethodPolicy
 from authsvc_client.jwks import KeyCache, KeySource
-from authsvc_client.verify import AccessClaims, AccessTokenVerifier
-
-STATUS: dict[type[TokenVerificationError], grpc.StatusCode] = {
-    InvalidToken: grpc.StatusCode.UNAUTHENTICATED,
-    InsufficientScope: grpc.StatusCode.PERMISSION_DENIED,
-    VerifierUnavailable: grpc.StatusCode.UNAVAILABLE,
-}
-"""The status each verification error aborts a call with."""
-
-log = logging.getLogger(__name__)
-UNVERIFIABLE = "the token could not be verified"
-
-
-def status_of(error: TokenVerificationError) -> tuple[grpc.StatusCode, str]:
-    """The status code and message that report `error` to the caller."""
-    for kind, code in STATUS.items():
-        if isinstance(error, kind):
-            return code, str(error)
-    return grpc.StatusCode.UNAUTHENTICATED, str(error)
+from authsvc_client.server_base import STATUS as STATUS
+from authsvc_client.server_base import BaseServerAuthInterceptor, behavior_of, refusal, rewrap
+from authsvc_client.server_base import status_of as status_of
+from authsvc_client.verify import AccessClaims
 
 
 class AuthsvcCalls(Protocol):
@@ -64,97 +40,17 @@ class AuthsvcCalls(Protocol):
         ...
 
 
-_FACTORIES: dict[tuple[bool, bool], Callable[..., Any]] = {
-    (False, False): grpc.unary_unary_rpc_method_handler,
-    (False, True): grpc.unary_stream_rpc_method_handler,
-    (True, False): grpc.stream_unary_rpc_method_handler,
-    (True, True): grpc.stream_stream_rpc_method_handler,
-}
-
-
-def rewrap(handler: Any, behavior: Callable[..., Any]) -> Any:
-    """A method handler like `handler` (same kind and serialisers) running `behavior`."""
-    factory = _FACTORIES[(bool(handler.request_streaming), bool(handler.response_streaming))]
-    return factory(
-        behavior,
-        request_deserializer=handler.request_deserializer,
-        response_serializer=handler.response_serializer,
-    )
-
-
-def behavior_of(handler: Any) -> Callable[..., Any]:
-    """The function that implements a method handler."""
-    behavior = (
-        handler.stream_stream or handler.stream_unary or handler.unary_stream or handler.unary_unary
-    )
-    assert behavior is not None
-    return behavior  # type: ignore[no-any-return]
-
-
-def guard_and_key_cache(
-    *,
-    issuer: str,
-    audience: str,
-    policies: Mapping[str, MethodPolicy] | None,
-    default_policy: MethodPolicy,
-    leeway: float,
-    wall_clock: Callable[[], float],
-    clock: Callable[[], float],
-    min_key_refetch_interval: float,
-) -> tuple[Guard, KeyCache]:
-    """The method guard and the key cache both server interceptors are built on."""
-    verifier = AccessTokenVerifier(issuer=issuer, leeway=leeway, wall_clock=wall_clock)
-    guard = Guard(verifier, audience=audience, policies=policies, default_policy=default_policy)
-    cache = KeyCache(
-        algorithms=verifier.algorithms, min_refetch_interval=min_key_refetch_interval, clock=clock
-    )
-    return guard, cache
-
-
-class ServerAuthInterceptor(grpc.ServerInterceptor):
+class ServerAuthInterceptor(
+    BaseServerAuthInterceptor[AuthsvcCalls, KeySource], grpc.ServerInterceptor
+):
     """Protects a blocking gRPC server's methods with authsvc access tokens.
 
-    Args:
-        authsvc: Calls to authsvc, e.g. `AuthsvcClient(grpc.insecure_channel(target))`.
-        issuer: authsvc's issuer (`iss`), matched exactly.
-        audience: The audience this service requires by default.
-        policies: Per method or service, see `Guard`; e.g. health checks as `PUBLIC`.
-        default_policy: For methods not listed.
-        confirm_with_authsvc: Also call Validate per request, so revocations count at once
-            (costs a round trip; fails closed with UNAVAILABLE when authsvc is down).
-        leeway: Seconds of clock skew tolerated on time claims.
-        wall_clock: Seconds since the epoch, for `exp`/`nbf`/`iat`.
-        clock: Monotonic seconds, for the key cache.
-        min_key_refetch_interval: See `KeyCache`.
+    Arguments are those of `BaseServerAuthInterceptor`, with `authsvc` e.g.
+    `AuthsvcClient(grpc.insecure_channel(target))`.
     """
 
-    def __init__(
-        self,
-        authsvc: AuthsvcCalls,
-        *,
-        issuer: str,
-        audience: str,
-        policies: Mapping[str, MethodPolicy] | None = None,
-        default_policy: MethodPolicy = AUTHENTICATED,
-        confirm_with_authsvc: bool = False,
-        leeway: float = 5.0,
-        wall_clock: Callable[[], float] = time.time,
-        clock: Callable[[], float] = time.monotonic,
-        min_key_refetch_interval: float = 30.0,
-    ) -> None:
-        self._guard, cache = guard_and_key_cache(
-            issuer=issuer,
-            audience=audience,
-            policies=policies,
-            default_policy=default_policy,
-            leeway=leeway,
-            wall_clock=wall_clock,
-            clock=clock,
-            min_key_refetch_interval=min_key_refetch_interval,
-        )
-        self._keys = KeySource(authsvc.get_jwks, cache)
-        self._authsvc = authsvc
-        self._confirm = confirm_with_authsvc
+    def _key_source(self, authsvc: AuthsvcCalls, cache: KeyCache) -> KeySource:
+        return KeySource(authsvc.get_jwks, cache)
 
     def authenticate(self, method: str, metadata: Any) -> AccessClaims | None:
         """The claims for a call to `method`, or None for a public method.
@@ -162,16 +58,12 @@ class ServerAuthInterceptor(grpc.ServerInterceptor):
         Raises:
             TokenVerificationError: The call must be refused.
         """
-        policy = self._guard.policy(method)
-        if policy.public:
+        admission = self._admission(method, metadata)
+        if admission is None:
             return None
-        token = self._guard.token(metadata)
-        key = self._keys.key(self._guard.kid(token))
-        claims = self._guard.check(token, key, policy)
+        claims = self._check(admission, self._keys.key(admission.kid))
         if self._confirm:
-            self._authsvc.validate(
-                token, self._guard.audience(policy), self._guard.required_scopes(policy)
-            )
+            self._authsvc.validate(admission.token, admission.audience, admission.required_scopes)
         return claims
 
     def intercept_service(
@@ -181,21 +73,16 @@ class ServerAuthInterceptor(grpc.ServerInterceptor):
     ) -> Any:
         """Wrap the method's handler so it runs only for an authorised caller."""
         handler = continuation(handler_call_details)
-        if handler is None:
-            return None
         method = handler_call_details.method
-        if self._guard.policy(method).public:
+        if handler is None or not self.protects(method):
             return handler
         behavior = behavior_of(handler)
 
         def admit(context: grpc.ServicerContext) -> contextvars.Context:
             try:
                 claims = self.authenticate(method, context.invocation_metadata())
-            except TokenVerificationError as exc:
-                context.abort(*status_of(exc))
-            except Exception:  # a bug must not reach the caller, nor its token the log
-                log.error("token verification failed unexpectedly on %s", method)
-                context.abort(grpc.StatusCode.UNAUTHENTICATED, UNVERIFIABLE)
+            except Exception as exc:  # `refusal` tells a refused token from a bug
+                context.abort(*refusal(method, exc))
             # A copied context keeps the claims from leaking to the next call on this thread.
             scope = contextvars.copy_context()
             scope.run(CLAIMS.set, claims)
