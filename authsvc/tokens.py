@@ -1,9 +1,10 @@
 """Access tokens (RFC 9068 JWTs, signed with the active key) and opaque refresh tokens.
 
-Verification follows RFC 8725: the algorithm comes from our key (never from the token),
-`kid` must name one of our keys, `typ` must be `at+jwt`, `crit` and key-carrying headers
-(`jwk`, `jku`, `x5u`, `x5c`) are refused, and iss/sub/exp/iat/jti are required.
-Time checks take `now` as an argument so tests inject a clock instead of sleeping.
+Verification applies the rules the client library's verifier applies too
+(`authsvc_client.jwt_rules`, RFC 8725): the algorithm comes from our key (never from the
+token), `kid` must name one of our keys, `typ` must be `at+jwt`, `crit` and key-carrying
+headers (`jwk`, `jku`, `x5u`, `x5c`) are refused, and exp/iat/nbf/iss/sub/jti/sid/aud are
+required. Time checks take `now` as an argument so tests inject a clock instead of sleeping.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-import enum
 import hashlib
 import secrets
 from collections import OrderedDict
@@ -19,29 +19,13 @@ from collections.abc import Iterable
 from typing import Any
 
 import jwt
+from authsvc_client import jwt_rules
+from authsvc_client.errors import BrokenRule
+from authsvc_client.errors import Invalid as Invalid
+from authsvc_client.jwt_rules import ACCESS_TOKEN_TYPE, REFRESH_PREFIX
+from authsvc_client.jwt_rules import MAX_TOKEN_LENGTH as MAX_TOKEN_LENGTH
 
 from authsvc.keys import KeySet
-
-ACCESS_TOKEN_TYPE = "at+jwt"
-REFRESH_PREFIX = "rt1"
-_FORBIDDEN_HEADERS = ("crit", "jwk", "jku", "x5u", "x5c")
-_REQUIRED_CLAIMS = ["exp", "iat", "nbf", "iss", "sub", "jti", "sid", "aud"]
-MAX_TOKEN_LENGTH = 8192
-
-
-class Invalid(enum.Enum):
-    """Why an access token is not valid."""
-
-    MALFORMED = "malformed"
-    BAD_SIGNATURE = "bad_signature"
-    EXPIRED = "expired"
-    NOT_YET_VALID = "not_yet_valid"
-    REVOKED = "revoked"
-    WRONG_TYPE = "wrong_type"
-    WRONG_AUDIENCE = "wrong_audience"
-    WRONG_ISSUER = "wrong_issuer"
-    INSUFFICIENT_SCOPE = "insufficient_scope"
-    UNKNOWN_KEY = "unknown_key"
 
 
 class TokenInvalid(Exception):
@@ -164,13 +148,20 @@ class AccessTokenCodec:
                 self._refused[digest] = exc.reason
                 raise
             self._remember(token, claims)
-        if now + self._leeway < claims.not_before or now + self._leeway < claims.issued_at:
-            raise TokenInvalid(Invalid.NOT_YET_VALID)
-        if now - self._leeway >= claims.expires_at:
-            self._cache.pop(token, None)
-            raise TokenInvalid(Invalid.EXPIRED)
-        if audience and audience not in claims.audience:
-            raise TokenInvalid(Invalid.WRONG_AUDIENCE)
+        try:
+            jwt_rules.check_times(
+                expires_at=claims.expires_at,
+                not_before=claims.not_before,
+                issued_at=claims.issued_at,
+                now=now,
+                leeway=self._leeway,
+            )
+            if audience:
+                jwt_rules.check_audience(claims.audience, audience)
+        except BrokenRule as exc:
+            if exc.invalid is Invalid.EXPIRED:
+                self._cache.pop(token, None)
+            raise TokenInvalid(exc.invalid) from None
         return claims
 
     def _remember(self, token: str, claims: AccessClaims) -> None:
@@ -179,65 +170,22 @@ class AccessTokenCodec:
             self._cache.popitem(last=False)
 
     def _verify_signature_and_claims(self, token: str) -> AccessClaims:
-        if len(token) > MAX_TOKEN_LENGTH:
-            raise TokenInvalid(Invalid.MALFORMED)
-        if token.startswith(REFRESH_PREFIX + "."):
-            raise TokenInvalid(Invalid.WRONG_TYPE)
         try:
-            header = jwt.get_unverified_header(token)
-        except (jwt.PyJWTError, ValueError, RecursionError):
-            raise TokenInvalid(Invalid.MALFORMED) from None
-        if any(name in header for name in _FORBIDDEN_HEADERS):
-            raise TokenInvalid(Invalid.MALFORMED)
-        typ = str(header.get("typ", "")).lower()
-        if typ not in (ACCESS_TOKEN_TYPE, "application/" + ACCESS_TOKEN_TYPE):
-            raise TokenInvalid(Invalid.WRONG_TYPE)
-        key = self._keys.verification.get(str(header.get("kid", "")))
-        if key is None:
-            raise TokenInvalid(Invalid.UNKNOWN_KEY)
-        if header.get("alg") != key.alg:
-            raise TokenInvalid(Invalid.BAD_SIGNATURE)
-        try:
-            payload = jwt.decode(
+            header = jwt_rules.check_header(token)
+            key = self._keys.verification.get(header.kid)
+            if key is None:
+                raise TokenInvalid(Invalid.UNKNOWN_KEY)
+            payload = jwt_rules.decode(
                 token,
+                header,
                 key.public_key,
-                algorithms=[key.alg],
+                key_algorithm=key.alg,
                 issuer=self._issuer,
                 audience=self._audiences,
-                options={
-                    "require": _REQUIRED_CLAIMS,
-                    # Time claims are checked against the injected clock in verify().
-                    "verify_exp": False,
-                    "verify_nbf": False,
-                    "verify_iat": False,
-                },
             )
-        except jwt.InvalidSignatureError:
-            raise TokenInvalid(Invalid.BAD_SIGNATURE) from None
-        except jwt.InvalidAlgorithmError:
-            raise TokenInvalid(Invalid.BAD_SIGNATURE) from None
-        except jwt.InvalidIssuerError:
-            raise TokenInvalid(Invalid.WRONG_ISSUER) from None
-        except jwt.InvalidAudienceError:
-            raise TokenInvalid(Invalid.WRONG_AUDIENCE) from None
-        except (jwt.PyJWTError, ValueError, RecursionError):
-            raise TokenInvalid(Invalid.MALFORMED) from None
-        try:
-            return _typed_claims(payload)
-        except (TypeError, ValueError):
-            raise TokenInvalid(Invalid.MALFORMED) from None
-
-
-def _typed_claims(payload: dict[str, Any]) -> AccessClaims:
-    for name in ("exp", "iat", "nbf"):
-        if not isinstance(payload[name], int) or isinstance(payload[name], bool):
-            raise TypeError(name)
-    for name in ("sub", "jti", "sid"):
-        if not isinstance(payload[name], str) or not payload[name]:
-            raise TypeError(name)
-    if not isinstance(payload.get("scope", ""), str):
-        raise TypeError("scope")
-    return AccessClaims.from_payload(payload)
+        except BrokenRule as exc:
+            raise TokenInvalid(exc.invalid) from None
+        return AccessClaims.from_payload(payload)
 
 
 @dataclasses.dataclass(frozen=True)

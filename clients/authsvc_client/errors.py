@@ -12,6 +12,7 @@
     ├── TokenStoreError              the token file cannot be read or written
     └── TokenVerificationError       (resource servers) a presented access token is refused
         ├── InvalidToken                 bad, expired, revoked, or not for us; UNAUTHENTICATED
+        │   └── BrokenRule                   it breaks a rule of `jwt_rules` (as authsvc would say)
         ├── InsufficientScope            valid, but lacks a required scope; PERMISSION_DENIED
         └── VerifierUnavailable          keys or Validate unreachable; UNAVAILABLE
 
@@ -19,6 +20,8 @@ Only the gRPC layer (`rpc`, the interceptors) converts gRPC status codes to and 
 """
 
 from __future__ import annotations
+
+import enum
 
 
 class AuthClientError(Exception):
@@ -69,15 +72,42 @@ class TokenVerificationError(AuthClientError):
     """Raised when a resource server refuses a presented access token."""
 
 
+class Invalid(enum.Enum):
+    """Why an access token is refused: authsvc's Validate reasons, which verifiers share."""
+
+    MALFORMED = "malformed"
+    BAD_SIGNATURE = "bad_signature"
+    EXPIRED = "expired"
+    NOT_YET_VALID = "not_yet_valid"
+    REVOKED = "revoked"
+    WRONG_TYPE = "wrong_type"
+    WRONG_AUDIENCE = "wrong_audience"
+    WRONG_ISSUER = "wrong_issuer"
+    INSUFFICIENT_SCOPE = "insufficient_scope"
+    UNKNOWN_KEY = "unknown_key"
+
+
 class InvalidToken(TokenVerificationError):
     """Raised when the token is missing, malformed, badly signed, expired, revoked or not ours.
 
-    `reason` is a short upper-case word, e.g. "EXPIRED", "REVOKED", "UNKNOWN_KEY".
+    `reason` is a short upper-case word: the name of an `Invalid` member, e.g. "EXPIRED",
+    "REVOKED", "UNKNOWN_KEY", or "MISSING" when the call carries no token.
     """
 
     def __init__(self, message: str, reason: str = "MALFORMED") -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class BrokenRule(InvalidToken):
+    """Raised when an access token breaks one of the rules every verifier applies (`jwt_rules`).
+
+    `invalid` is the reason as authsvc's Validate gives it; `reason` is its name.
+    """
+
+    def __init__(self, invalid: Invalid, message: str) -> None:
+        super().__init__(message, invalid.name)
+        self.invalid = invalid
 
 
 class InsufficientScope(TokenVerificationError):
