@@ -1,10 +1,11 @@
 """Local verification of authsvc access tokens (RFC 9068 JWTs), with an injected clock.
 
-Verification is strict: the algorithm must be one of the allowed ones *and* the key's own;
-`typ` must be `at+jwt`; a `crit` header is refused; `jwk`, `jku`, `x5u` and `x5c` headers are
-never used (keys come only from authsvc's JWK Set); `exp`, `iat`, `iss`, `sub` and `jti`
-are required; the issuer must match exactly and the audience must be among `aud`. Time
-claims are checked here against the injected wall clock, with a small leeway.
+The rules are authsvc's own (`jwt_rules`), so a token is refused here for the reason
+Validate would give: the algorithm must be an allowed one *and* the key's own; `typ` must
+be `at+jwt`; `crit`, `jwk`, `jku`, `x5u` and `x5c` headers are refused (keys come only from
+authsvc's JWK Set); `exp`, `iat`, `nbf`, `iss`, `sub`, `jti`, `sid` and `aud` are required;
+the issuer must match exactly and the audience must be among `aud`. Time claims are checked
+here against the injected wall clock, with a small leeway.
 """
 
 from __future__ import annotations
@@ -15,13 +16,11 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
-import jwt
 from jwt import PyJWK
 
-from authsvc_client.errors import InsufficientScope, InvalidToken
+from authsvc_client import jwt_rules
+from authsvc_client.errors import InsufficientScope
 
-_TYPES = ("at+jwt", "application/at+jwt")
-_REQUIRED = ["exp", "iat", "iss", "sub", "jti"]
 _VERIFIED_CACHE_SIZE = 10_000
 
 
@@ -59,52 +58,6 @@ class AccessClaims:
         )
 
 
-def token_kid(token: str, algorithms: Collection[str]) -> str:
-    """Check the unverified header of `token` and return its `kid`.
-
-    Raises:
-        InvalidToken: Not a JWT, a disallowed algorithm, the wrong `typ`, a `crit` header, or
-            no `kid`.
-    """
-    try:
-        header = jwt.get_unverified_header(token)
-    except jwt.PyJWTError as exc:
-        raise InvalidToken(f"not a JWT: {exc}", "MALFORMED") from exc
-    alg = header.get("alg")
-    if not isinstance(alg, str) or alg not in algorithms:
-        raise InvalidToken("the token's algorithm is not allowed", "BAD_SIGNATURE")
-    typ = header.get("typ")
-    if not isinstance(typ, str) or typ.lower() not in _TYPES:
-        raise InvalidToken(f"typ {typ!r} is not an access token", "WRONG_TYPE")
-    if "crit" in header:
-        raise InvalidToken("critical header extensions are not supported", "MALFORMED")
-    kid = header.get("kid")
-    if not isinstance(kid, str) or not kid:
-        raise InvalidToken("the token names no key (kid)", "MALFORMED")
-    return kid
-
-
-def _int_claim(payload: Mapping[str, Any], name: str) -> int:
-    value = payload.get(name)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidToken(f"claim {name!r} is not an integer", "MALFORMED")
-    return value
-
-
-def validate_times(payload: Mapping[str, Any], now: float, leeway: float) -> None:
-    """Check `exp`, `nbf` and `iat` against `now` (seconds since the epoch).
-
-    Raises:
-        InvalidToken: Expired (reason EXPIRED) or not yet valid (NOT_YET_VALID).
-    """
-    if _int_claim(payload, "exp") <= now - leeway:
-        raise InvalidToken("the token has expired", "EXPIRED")
-    if "nbf" in payload and _int_claim(payload, "nbf") > now + leeway:
-        raise InvalidToken("the token is not valid yet (nbf)", "NOT_YET_VALID")
-    if _int_claim(payload, "iat") > now + leeway:
-        raise InvalidToken("the token was issued in the future (iat)", "NOT_YET_VALID")
-
-
 def require_scopes(claims: AccessClaims, required: Collection[str]) -> None:
     """Raise `InsufficientScope` unless `claims` carry every scope in `required`."""
     missing = sorted(set(required) - claims.scopes)
@@ -126,7 +79,7 @@ class AccessTokenVerifier:
         self,
         *,
         issuer: str,
-        algorithms: Collection[str] = ("EdDSA", "ES256"),
+        algorithms: Collection[str] = jwt_rules.ALGORITHMS,
         leeway: float = 5.0,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -142,8 +95,12 @@ class AccessTokenVerifier:
         self._verified_lock = threading.Lock()  # blocking servers verify on many threads
 
     def kid(self, token: str) -> str:
-        """The key id the token names, after checking its header; see `token_kid`."""
-        return token_kid(token, self.algorithms)
+        """The key id the token names, after checking its header.
+
+        Raises:
+            InvalidToken: The header breaks a rule (see `jwt_rules.check_header`).
+        """
+        return jwt_rules.check_header(token, self.algorithms).kid
 
     def verify(self, token: str, key: PyJWK, audience: str) -> AccessClaims:
         """Verify `token` with `key` for `audience` and return its claims.
@@ -153,10 +110,19 @@ class AccessTokenVerifier:
         """
         cached = self._verified.get((token, audience))
         if cached is not None and cached[0] is key:
-            validate_times(cached[1], self._wall_clock(), self._leeway)
+            self._check_times(cached[1])
             return cached[2]
-        payload = self._verify_signature_and_claims(token, key, audience)
-        validate_times(payload, self._wall_clock(), self._leeway)
+        header = jwt_rules.check_header(token, self.algorithms)
+        payload = jwt_rules.decode(
+            token,
+            header,
+            key.key,
+            key_algorithm=key.algorithm_name,
+            issuer=self.issuer,
+            audience=audience,
+            algorithms=self.algorithms,
+        )
+        self._check_times(payload)
         claims = AccessClaims.from_payload(payload)
         with self._verified_lock:
             while len(self._verified) >= _VERIFIED_CACHE_SIZE:
@@ -164,43 +130,11 @@ class AccessTokenVerifier:
             self._verified[(token, audience)] = (key, payload, claims)
         return claims
 
-    def _verify_signature_and_claims(
-        self, token: str, key: PyJWK, audience: str
-    ) -> Mapping[str, Any]:
-        algorithm = key.algorithm_name
-        if algorithm not in self.algorithms:
-            raise InvalidToken(f"key algorithm {algorithm} is not allowed", "BAD_SIGNATURE")
-        try:
-            header = jwt.get_unverified_header(token)
-            if header.get("alg") != algorithm:
-                raise InvalidToken("the token's algorithm does not match its key", "BAD_SIGNATURE")
-            payload = jwt.decode(
-                token,
-                key.key,
-                algorithms=[algorithm],
-                audience=audience,
-                issuer=self.issuer,
-                options={
-                    "require": _REQUIRED,
-                    "verify_exp": False,
-                    "verify_nbf": False,
-                    "verify_iat": False,
-                    "strict_aud": False,
-                },
-            )
-        except jwt.InvalidSignatureError as exc:
-            raise InvalidToken("bad signature", "BAD_SIGNATURE") from exc
-        except jwt.InvalidAudienceError as exc:
-            raise InvalidToken(f"not for audience {audience!r}", "WRONG_AUDIENCE") from exc
-        except jwt.InvalidIssuerError as exc:
-            raise InvalidToken("not issued by authsvc", "WRONG_ISSUER") from exc
-        except jwt.InvalidAlgorithmError as exc:
-            raise InvalidToken(str(exc), "BAD_SIGNATURE") from exc
-        except jwt.PyJWTError as exc:
-            raise InvalidToken(f"malformed token: {exc}", "MALFORMED") from exc
-        if payload.get("iss") != self.issuer:
-            raise InvalidToken("not issued by authsvc", "WRONG_ISSUER")
-        for name in ("sub", "jti"):
-            if not isinstance(payload.get(name), str) or not payload[name]:
-                raise InvalidToken(f"claim {name!r} is missing or empty", "MALFORMED")
-        return payload
+    def _check_times(self, payload: Mapping[str, Any]) -> None:
+        jwt_rules.check_times(
+            expires_at=payload["exp"],
+            not_before=payload["nbf"],
+            issued_at=payload["iat"],
+            now=self._wall_clock(),
+            leeway=self._leeway,
+        )

@@ -1,7 +1,9 @@
-"""The rules of `authsvc_client.jwt_rules`, as authsvc's verifier (behind Validate) applies them.
+"""One rule set, two verifiers: authsvc's (behind Validate) and the client library's (behind
+the server interceptors) accept the same tokens and refuse the same tokens for the same reason.
 
 Tokens are signed with a real authsvc key set (`authsvc.keys`, EdDSA and ES256) by PyJWT's
-algorithms, with headers and claims crafted byte by byte.
+algorithms, with headers and claims crafted byte by byte; the client's verifier takes its
+keys from that key set's published JWK Set, as the interceptors do.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from authsvc_client import AccessTokenVerifier, InvalidToken, KeyCache
 from authsvc_client.errors import Invalid
 from authsvc_client.jwt_rules import MAX_TOKEN_LENGTH, REQUIRED_CLAIMS
 from cryptography.hazmat.primitives import serialization
@@ -53,7 +56,23 @@ def authsvc_refusal(keys: KeySet) -> Refusal:
     return refusal
 
 
-VERIFIERS = {"authsvc": authsvc_refusal}
+def client_refusal(keys: KeySet) -> Refusal:
+    verifier = AccessTokenVerifier(issuer=ISSUER, leeway=LEEWAY, wall_clock=lambda: NOW)
+    cache = KeyCache(algorithms=verifier.algorithms, clock=lambda: 0.0)
+    cache.fetching()
+    cache.update(keys.jwks_json())  # what GetJwks serves
+
+    def refusal(token: str) -> Invalid | None:
+        try:  # the interceptors' steps: header, key by kid, signature and claims
+            verifier.verify(token, cache.key(verifier.kid(token)), AUDIENCE)
+        except InvalidToken as exc:
+            return Invalid[exc.reason]
+        return None
+
+    return refusal
+
+
+VERIFIERS = {"authsvc": authsvc_refusal, "client": client_refusal}
 
 
 @pytest.fixture(params=sorted(VERIFIERS))
