@@ -17,10 +17,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Generic, TypeVar, overload
 
+from authsvc_client import jwt_rules
+
 from authsvc.errors import ConfigError
 
 ENV_PREFIX = "AUTHSVC_"
-SIGNING_ALGORITHMS = ("EdDSA", "ES256")
+# Only what every verifier accepts: authsvc must never mint a token its own rules refuse.
+SIGNING_ALGORITHMS = jwt_rules.ALGORITHMS
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 T = TypeVar("T")

@@ -26,7 +26,7 @@ from authsvc_client.errors import (
 )
 from authsvc_client.guard import AUTHENTICATED, Guard, MethodPolicy
 from authsvc_client.jwks import KeyCache
-from authsvc_client.verify import AccessClaims, AccessTokenVerifier
+from authsvc_client.verify import DEFAULT_LEEWAY, AccessClaims, AccessTokenVerifier
 
 STATUS: dict[type[TokenVerificationError], grpc.StatusCode] = {
     InvalidToken: grpc.StatusCode.UNAUTHENTICATED,
@@ -141,7 +141,7 @@ class BaseServerAuthInterceptor(Generic[Calls, Keys]):
         policies: Mapping[str, MethodPolicy] | None = None,
         default_policy: MethodPolicy = AUTHENTICATED,
         confirm_with_authsvc: bool = False,
-        leeway: float = 5.0,
+        leeway: float = DEFAULT_LEEWAY,
         wall_clock: Callable[[], float] = time.time,
         clock: Callable[[], float] = time.monotonic,
         min_key_refetch_interval: float = 30.0,

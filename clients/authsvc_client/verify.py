@@ -23,6 +23,9 @@ from authsvc_client.errors import InsufficientScope
 
 _VERIFIED_CACHE_SIZE = 10_000
 
+DEFAULT_LEEWAY = 5.0
+"""Seconds of clock skew tolerated on `exp`, `nbf` and `iat` unless a verifier is told."""
+
 
 @dataclasses.dataclass(frozen=True)
 class AccessClaims:
@@ -80,7 +83,7 @@ class AccessTokenVerifier:
         *,
         issuer: str,
         algorithms: Collection[str] = jwt_rules.ALGORITHMS,
-        leeway: float = 5.0,
+        leeway: float = DEFAULT_LEEWAY,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.issuer = issuer
