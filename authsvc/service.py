@@ -10,8 +10,9 @@ import dataclasses
 import enum
 import logging
 import re
-from collections import OrderedDict
 from collections.abc import Sequence
+
+from authsvc_client.cache import LruCache
 
 from authsvc import events, grace
 from authsvc.admin_auth import AdminAuthenticator
@@ -153,7 +154,7 @@ class AuthService:
         # A session's grant (scopes, audience, client id, absolute end) never changes, so
         # an instance remembers it and a steady-state Refresh is one Redis round trip; the
         # rotation script checks it against the stored grant all the same.
-        self._grants: OrderedDict[tuple[str, str], SessionRecord] = OrderedDict()
+        self._grants: LruCache[tuple[str, str], SessionRecord] = LruCache(_GRANT_CACHE_SIZE)
 
     @property
     def jwks_json(self) -> str:
@@ -289,7 +290,7 @@ class AuthService:
             grant = await self._read_grant(name, sid)
             outcome, answer = await self._rotate(refresh_token, presented, grant, narrowed)
         if outcome.ended_session:
-            self._grants.pop((name, sid), None)
+            self._grants.pop((name, sid))
             if self._view is not None:
                 self._view.apply(session_ended_event(name, sid))
             if outcome is RotateOutcome.REUSE:
@@ -318,9 +319,7 @@ class AuthService:
         return grant
 
     def _remember_grant(self, name: str, sid: str, grant: SessionRecord) -> None:
-        self._grants[(name, sid)] = grant
-        if len(self._grants) > _GRANT_CACHE_SIZE:
-            self._grants.popitem(last=False)
+        self._grants.put((name, sid), grant)
 
     async def _rotate(
         self,

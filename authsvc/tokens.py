@@ -14,12 +14,12 @@ import binascii
 import dataclasses
 import hashlib
 import secrets
-from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
 import jwt
 from authsvc_client import jwt_rules
+from authsvc_client.cache import LruCache
 from authsvc_client.errors import BrokenRule
 from authsvc_client.errors import Invalid as Invalid
 from authsvc_client.jwt_rules import ACCESS_TOKEN_TYPE, REFRESH_PREFIX
@@ -88,12 +88,11 @@ class AccessTokenCodec:
         self._issuer = issuer
         self._audiences = list(audiences)
         self._leeway = leeway
-        self._cache: OrderedDict[str, AccessClaims] = OrderedDict()
-        self._cache_size = cache_size
+        self._cache: LruCache[str, AccessClaims] = LruCache(cache_size)
         # Tokens refused for what they are (not for the time): a caller repeating a bad
         # token costs a hash and a lookup, not a signature check each time. Keyed by digest
-        # so memory stays small whatever the callers send; bounded, FIFO.
-        self._refused: dict[bytes, Invalid] = {}
+        # so memory stays small whatever the callers send.
+        self._refused: LruCache[bytes, Invalid] = LruCache(cache_size)
 
     def mint(
         self,
@@ -143,11 +142,9 @@ class AccessTokenCodec:
             try:
                 claims = self._verify_signature_and_claims(token)
             except TokenInvalid as exc:
-                if len(self._refused) >= self._cache_size:
-                    del self._refused[next(iter(self._refused))]
-                self._refused[digest] = exc.reason
+                self._refused.put(digest, exc.reason)
                 raise
-            self._remember(token, claims)
+            self._cache.put(token, claims)
         try:
             jwt_rules.check_times(
                 expires_at=claims.expires_at,
@@ -160,14 +157,9 @@ class AccessTokenCodec:
                 jwt_rules.check_audience(claims.audience, audience)
         except BrokenRule as exc:
             if exc.invalid is Invalid.EXPIRED:
-                self._cache.pop(token, None)
+                self._cache.pop(token)
             raise TokenInvalid(exc.invalid) from None
         return claims
-
-    def _remember(self, token: str, claims: AccessClaims) -> None:
-        self._cache[token] = claims
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
 
     def _verify_signature_and_claims(self, token: str) -> AccessClaims:
         try:

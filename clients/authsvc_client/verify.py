@@ -11,7 +11,6 @@ here against the injected wall clock, with a small leeway.
 from __future__ import annotations
 
 import dataclasses
-import threading
 import time
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 from jwt import PyJWK
 
 from authsvc_client import jwt_rules
+from authsvc_client.cache import LruCache
 from authsvc_client.errors import InsufficientScope
 
 _VERIFIED_CACHE_SIZE = 10_000
@@ -94,8 +94,9 @@ class AccessTokenVerifier:
         # same token on many calls: its signature is checked once, its times every call.
         # An entry counts only for the very key object it was checked with, so a refetched
         # key set (rotation, a key withdrawn) verifies afresh.
-        self._verified: dict[tuple[str, str], tuple[PyJWK, Mapping[str, Any], AccessClaims]] = {}
-        self._verified_lock = threading.Lock()  # blocking servers verify on many threads
+        self._verified: LruCache[
+            tuple[str, str], tuple[PyJWK, Mapping[str, Any], AccessClaims]
+        ] = LruCache(_VERIFIED_CACHE_SIZE)
 
     def kid(self, token: str) -> str:
         """The key id the token names, after checking its header.
@@ -127,10 +128,7 @@ class AccessTokenVerifier:
         )
         self._check_times(payload)
         claims = AccessClaims.from_payload(payload)
-        with self._verified_lock:
-            while len(self._verified) >= _VERIFIED_CACHE_SIZE:
-                self._verified.pop(next(iter(self._verified)), None)
-            self._verified[(token, audience)] = (key, payload, claims)
+        self._verified.put((token, audience), (key, payload, claims))
         return claims
 
     def _check_times(self, payload: Mapping[str, Any]) -> None:
