@@ -125,32 +125,40 @@ class KeySource:
         self._fetch = fetch
         self.cache = cache or KeyCache()
         self._lock = threading.Lock()
+        self._pending: threading.Event | None = None
 
     def key(self, kid: str) -> PyJWK:
         """The key for `kid`, fetching the key set first if needed; see `KeyCache.key`.
 
-        One thread fetches at a time. A caller whose key is already known never waits
-        for someone else's fetch (authsvc may be slow): it uses the key it has.
+        One thread fetches at a time. A caller whose key is unknown waits for the fetch in
+        flight, which ends within the fetch's own deadline, and then uses its result. A
+        caller whose key is already known never waits for someone else's fetch (authsvc may
+        be slow): it uses the key it has.
         """
-        if self.cache.needs_fetch(kid):
-            if self.cache.knows(kid):
-                if self._lock.acquire(blocking=False):
-                    try:
-                        self._fetch_if_needed(kid)
-                    finally:
-                        self._lock.release()
-            else:
-                with self._lock:
-                    self._fetch_if_needed(kid)
+        known = self.cache.knows(kid)
+        with self._lock:
+            pending = self._pending
+            lead = pending is None and self.cache.needs_fetch(kid)
+            if lead:
+                # Armed here, under the lock, so a caller arriving now finds the fetch.
+                self.cache.fetching()
+                pending = self._pending = threading.Event()
+        if lead:
+            assert pending is not None
+            self._fetch_into_cache(pending)
+        elif pending is not None and not known:
+            pending.wait()
         return self.cache.key(kid)
 
-    def _fetch_if_needed(self, kid: str) -> None:
-        if self.cache.needs_fetch(kid):
-            self.cache.fetching()
-            try:
-                self.cache.update(self._fetch())
-            except VerifierUnavailable as exc:
-                _log.warning("fetching the authsvc signing keys failed: %s", exc)
+    def _fetch_into_cache(self, done: threading.Event) -> None:
+        try:
+            self.cache.update(self._fetch())
+        except VerifierUnavailable as exc:
+            _log.warning("fetching the authsvc signing keys failed: %s", exc)
+        finally:
+            with self._lock:
+                self._pending = None
+            done.set()
 
 
 class AsyncKeySource:
