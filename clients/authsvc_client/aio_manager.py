@@ -3,98 +3,45 @@
 from __future__ import annotations
 
 import asyncio
-import logging
-import random as _random
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 
-from authsvc_client.errors import AuthClientError, AuthServiceUnavailable
+from authsvc_client.base_manager import BaseTokenManager
+from authsvc_client.errors import AuthClientError
 from authsvc_client.plan import Action, LoadStored, Login, Obtained, Plan, Refresh
-from authsvc_client.policy import DEFAULT_POLICY, RefreshPolicy
-from authsvc_client.session import Fail, Lead, TokenSession, TokenState, Use
-from authsvc_client.tokens import Credentials, Tokens
-from authsvc_client.transport import (
-    AsyncAuthTransport,
-    TokensListener,
-    TokenStore,
-    notify,
-    read_store,
-)
-
-_log = logging.getLogger(__name__)
+from authsvc_client.session import Lead
+from authsvc_client.tokens import Tokens
+from authsvc_client.transport import AsyncAuthTransport
 
 
-class AsyncTokenManager:
+class AsyncTokenManager(BaseTokenManager[AsyncAuthTransport, Callable[[float], Awaitable[None]]]):
     """Holds the current access/refresh pair for asyncio code and refreshes it in time.
 
     Any number of tasks may await `access_token()` at once: at most one Refresh (or Login)
     runs, in a task of its own so that cancelling one caller does not cancel it for the
-    others. Use one manager per event loop. Arguments are as for `TokenManager`, except
-    that `transport` is an `AsyncAuthTransport` and `sleep` is awaitable. A `store` is
-    read and written synchronously (it is a small local file).
+    others. One manager serves one event loop: the refresh in flight is a task of that
+    loop, which callers on another loop cannot await. Arguments are as for `TokenManager`,
+    except that `transport` is an `AsyncAuthTransport` and `sleep` (default
+    `asyncio.sleep`) is awaitable. A `store` is read and written synchronously (it is a
+    small local file).
     """
 
-    def __init__(
-        self,
-        transport: AsyncAuthTransport,
-        *,
-        credentials: Credentials | None = None,
-        tokens: Tokens | None = None,
-        store: TokenStore | None = None,
-        listeners: Sequence[TokensListener] = (),
-        policy: RefreshPolicy = DEFAULT_POLICY,
-        clock: Callable[[], float] = time.monotonic,
-        random: Callable[[], float] = _random.random,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ) -> None:
-        self._transport = transport
-        self._store = store
-        self._listeners = list(listeners)
-        if store is not None:
-            self._listeners.insert(0, store.save)
-        self._clock = clock
-        self._sleep = sleep
-        self._flight: asyncio.Task[AuthClientError | None] | None = None
-        self._session = TokenSession(
-            credentials=credentials, has_store=store is not None, policy=policy, random=random
-        )
-        initial = tokens if tokens is not None else read_store(store)
-        if initial is not None:
-            self._session.install(initial, clock())
+    _flight: asyncio.Task[AuthClientError | None] | None = None
 
-    @property
-    def tokens(self) -> Tokens | None:
-        """The current pair, or None before the first login or after the session ended."""
-        return self._session.tokens
-
-    def state(self) -> TokenState:
-        """How usable the current access token is right now."""
-        return self._session.state(self._clock())
-
-    def add_listener(self, listener: TokensListener) -> None:
-        """Call `listener` with every new pair from now on."""
-        self._listeners.append(listener)
-
-    def set_tokens(self, tokens: Tokens) -> None:
-        """Replace the current pair, e.g. after an interactive login; listeners are told."""
-        self._session.install(tokens, self._clock())
-        notify(self._listeners, tokens)
+    def _default_sleep(self) -> Callable[[float], Awaitable[None]]:
+        return asyncio.sleep
 
     async def access_token(self) -> str:
-        """A valid access token, refreshed first if it is due.
+        """A valid access token, refreshed first if it is due; see `TokenManager.access_token`.
 
         Raises:
             TokenUnavailable: No valid token could be obtained; `ReauthenticationRequired`
                 when the session ended and there are no credentials.
         """
         while True:
-            # Deciding never awaits, so no lock is needed: the event loop serialises it.
-            running = self._flight is not None
-            decision = self._session.decide(self._clock(), refresh_running=running)
-            if isinstance(decision, Use):
-                return decision.access_token
-            if isinstance(decision, Fail):
-                raise decision.error
+            # Deciding never awaits: the event loop serialises it with the flight's start.
+            decision = self._decide(refresh_running=self._flight is not None)
+            if isinstance(decision, str):
+                return decision
             if isinstance(decision, Lead):
                 self._flight = asyncio.get_running_loop().create_task(self._lead(decision))
             assert self._flight is not None
@@ -107,7 +54,7 @@ class AsyncTokenManager:
 
         See `TokenManager.token_after_rejection`.
         """
-        if not self._session.reject(rejected, self._clock()):
+        if not self._rejected(rejected):
             return None
         token = await self.access_token()
         return None if token == rejected else token
@@ -116,16 +63,10 @@ class AsyncTokenManager:
         try:
             obtained = await self._run(decision.plan)
         except AuthClientError as exc:
-            self._session.failed(exc, self._clock())
-            if decision.fallback_is_valid and isinstance(exc, AuthServiceUnavailable):
-                _log.warning("token refresh failed; using the still-valid access token: %s", exc)
-                return None
-            return exc
+            return None if self._failed(decision, exc) else exc
         finally:
             self._flight = None
-        self._session.install(obtained.tokens, self._clock(), forced=decision.forced)
-        if not obtained.adopted:
-            notify(self._listeners, obtained.tokens)
+        self._succeeded(decision, obtained)
         return None
 
     async def _run(self, plan: Plan) -> Obtained:
@@ -148,6 +89,6 @@ class AsyncTokenManager:
         if isinstance(action, Login):
             return await self._transport.login(action.credentials)
         if isinstance(action, LoadStored):
-            return read_store(self._store)
+            return self._load_stored()
         await self._sleep(action.seconds)
         return None

@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import logging
-import random as _random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
-from authsvc_client.errors import AuthClientError, AuthServiceUnavailable
+from authsvc_client.base_manager import BaseTokenManager
+from authsvc_client.errors import AuthClientError
 from authsvc_client.plan import Action, LoadStored, Login, Obtained, Plan, Refresh
-from authsvc_client.policy import DEFAULT_POLICY, RefreshPolicy
-from authsvc_client.session import Fail, Lead, TokenSession, TokenState, Use
-from authsvc_client.tokens import Credentials, Tokens
-from authsvc_client.transport import (
-    AuthTransport,
-    TokensListener,
-    TokenStore,
-    notify,
-    read_store,
-)
-
-_log = logging.getLogger(__name__)
+from authsvc_client.session import Lead
+from authsvc_client.tokens import Tokens
+from authsvc_client.transport import AuthTransport
 
 
 class _Flight:
@@ -32,7 +22,7 @@ class _Flight:
         self.error: AuthClientError | None = None
 
 
-class TokenManager:
+class TokenManager(BaseTokenManager[AuthTransport, Callable[[float], None]]):
     """Holds the current access/refresh pair and refreshes it before it expires.
 
     Any number of threads may call `access_token()` at once: at most one of them runs a
@@ -40,7 +30,7 @@ class TokenManager:
     one result. The newest refresh token is always kept and a retired one is never sent.
 
     Args:
-        transport: Login and Refresh, e.g. `authsvc_client.GrpcAuthTransport(channel)`.
+        transport: Login and Refresh, e.g. `authsvc_client.AuthsvcClient(channel)`.
         credentials: Used to log in at first and whenever the refresh token is refused.
             Without them the manager starts from `tokens` (or the store) and raises
             `ReauthenticationRequired` when the session ends.
@@ -51,79 +41,32 @@ class TokenManager:
         policy: Refresh margins and backoff.
         clock: Monotonic seconds; expiry is `expires_in` from authsvc against this clock.
         random: Jitter source returning floats in [0, 1).
-        sleep: Used between retries while authsvc is unreachable.
+        sleep: Used between retries while authsvc is unreachable; default `time.sleep`.
     """
 
-    def __init__(
-        self,
-        transport: AuthTransport,
-        *,
-        credentials: Credentials | None = None,
-        tokens: Tokens | None = None,
-        store: TokenStore | None = None,
-        listeners: Sequence[TokensListener] = (),
-        policy: RefreshPolicy = DEFAULT_POLICY,
-        clock: Callable[[], float] = time.monotonic,
-        random: Callable[[], float] = _random.random,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self._transport = transport
-        self._store = store
-        self._listeners = list(listeners)
-        if store is not None:
-            self._listeners.insert(0, store.save)
-        self._clock = clock
-        self._sleep = sleep
-        self._cond = threading.Condition()
-        self._flight: _Flight | None = None
-        self._session = TokenSession(
-            credentials=credentials, has_store=store is not None, policy=policy, random=random
-        )
-        initial = tokens if tokens is not None else read_store(store)
-        if initial is not None:
-            self._session.install(initial, clock())
+    _flight: _Flight | None = None
 
-    @property
-    def tokens(self) -> Tokens | None:
-        """The current pair, or None before the first login or after the session ended."""
-        with self._cond:
-            return self._session.tokens
-
-    def state(self) -> TokenState:
-        """How usable the current access token is right now."""
-        with self._cond:
-            return self._session.state(self._clock())
-
-    def add_listener(self, listener: TokensListener) -> None:
-        """Call `listener` with every new pair from now on."""
-        with self._cond:
-            self._listeners.append(listener)
-
-    def set_tokens(self, tokens: Tokens) -> None:
-        """Replace the current pair, e.g. after an interactive login; listeners are told."""
-        with self._cond:
-            self._session.install(tokens, self._clock())
-        notify(self._listeners, tokens)
+    def _default_sleep(self) -> Callable[[float], None]:
+        return time.sleep
 
     def access_token(self) -> str:
         """A valid access token, refreshed first if it is due.
+
+        Also the way to get a token for a call that is not gRPC (an HTTP `Authorization`
+        header, say): call it before each use rather than keeping the result.
 
         Raises:
             TokenUnavailable: No valid token could be obtained; `ReauthenticationRequired`
                 when the session ended and there are no credentials.
         """
         while True:
-            with self._cond:
-                running = self._flight is not None
-                decision = self._session.decide(self._clock(), refresh_running=running)
-                if isinstance(decision, Use):
-                    return decision.access_token
-                if isinstance(decision, Fail):
-                    raise decision.error
+            with self._lock:
+                decision = self._decide(refresh_running=self._flight is not None)
+                if isinstance(decision, str):
+                    return decision
+                if self._flight is None:
+                    self._flight = _Flight()
                 flight = self._flight
-                if flight is None:
-                    assert isinstance(decision, Lead)
-                    flight = self._flight = _Flight()
             if isinstance(decision, Lead):
                 self._lead(decision, flight)
             else:
@@ -141,9 +84,8 @@ class TokenManager:
         Raises:
             TokenUnavailable: As for `access_token`.
         """
-        with self._cond:
-            if not self._session.reject(rejected, self._clock()):
-                return None
+        if not self._rejected(rejected):
+            return None
         token = self.access_token()
         return None if token == rejected else token
 
@@ -151,34 +93,15 @@ class TokenManager:
         try:
             obtained = self._run(decision.plan)
         except AuthClientError as exc:
-            # Only a transient failure leaves the still-valid token in use; a refused
-            # session ends it.
-            keep = decision.fallback_is_valid and isinstance(exc, AuthServiceUnavailable)
-            with self._cond:
-                self._session.failed(exc, self._clock())
-                if not keep:
-                    flight.error = exc
-                self._finish(flight)
-            if not keep:
+            if not self._failed(decision, exc):
+                flight.error = exc
                 raise
-            _log.warning("token refresh failed; using the still-valid access token: %s", exc)
-            return
-        except BaseException:
-            with self._cond:
-                self._finish(flight)
-            raise
-        with self._cond:
-            self._session.install(obtained.tokens, self._clock(), forced=decision.forced)
-        try:
-            if not obtained.adopted:
-                notify(self._listeners, obtained.tokens)
+        else:
+            self._succeeded(decision, obtained)
         finally:
-            with self._cond:
-                self._finish(flight)
-
-    def _finish(self, flight: _Flight) -> None:
-        self._flight = None
-        flight.done.set()
+            with self._lock:
+                self._flight = None
+            flight.done.set()
 
     def _run(self, plan: Plan) -> Obtained:
         result: Tokens | None = None
@@ -200,6 +123,6 @@ class TokenManager:
         if isinstance(action, Login):
             return self._transport.login(action.credentials)
         if isinstance(action, LoadStored):
-            return read_store(self._store)
+            return self._load_stored()
         self._sleep(action.seconds)
         return None
