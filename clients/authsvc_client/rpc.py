@@ -8,7 +8,9 @@ the one table `_ERRORS`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import contextlib
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Generic, TypeVar
 
 import grpc
 import grpc.aio
@@ -55,6 +57,8 @@ DEFAULT_TIMEOUT = 10.0
 # retry token reuse.
 REFRESH_TIMEOUT = 4.0
 
+ChannelT = TypeVar("ChannelT", grpc.Channel, grpc.aio.Channel)
+
 
 def map_error(
     method: str,
@@ -75,14 +79,21 @@ def map_error(
     return kind(message)
 
 
-def _rpc_error(method: str, exc: grpc.RpcError) -> AuthClientError:
-    if isinstance(exc, grpc.aio.AioRpcError):
-        code, details, trailers = exc.code(), exc.details(), exc.trailing_metadata()
-    elif isinstance(exc, grpc.Call):
-        code, details, trailers = exc.code(), exc.details(), exc.trailing_metadata()
-    else:
-        code, details, trailers = None, str(exc), None
-    return map_error(method, code, details, _retry_after(trailers))
+@contextlib.contextmanager
+def _mapped_errors(method: str) -> Iterator[None]:
+    """Raise the library error (see `_ERRORS`) for a gRPC error of a call to `method`.
+
+    A plain context manager, so the blocking and the asyncio client both use it around
+    the one line that calls or awaits.
+    """
+    try:
+        yield
+    except grpc.RpcError as exc:
+        if isinstance(exc, (grpc.aio.AioRpcError, grpc.Call)):
+            code, details, trailers = exc.code(), exc.details(), exc.trailing_metadata()
+        else:
+            code, details, trailers = None, str(exc), None
+        raise map_error(method, code, details, _retry_after(trailers)) from exc
 
 
 def _retry_after(trailers: Iterable[tuple[str, str | bytes]] | None) -> float | None:
@@ -108,14 +119,11 @@ def _tokens(response: auth_pb2.LoginResponse | auth_pb2.RefreshResponse) -> Toke
     )
 
 
-def _login_request(
-    credentials: Credentials, audience: str, scopes: Sequence[str]
-) -> auth_pb2.LoginRequest:
-    return auth_pb2.LoginRequest(
-        username=credentials.principal,
-        password=credentials.secret,
-        audience=audience,
-        scopes=list(scopes),
+def _validate_request(
+    access_token: str, audience: str, required_scopes: Sequence[str]
+) -> auth_pb2.ValidateRequest:
+    return auth_pb2.ValidateRequest(
+        access_token=access_token, audience=audience, required_scopes=list(required_scopes)
     )
 
 
@@ -128,19 +136,17 @@ def _validate_outcome(response: auth_pb2.ValidateResponse) -> None:
     raise InvalidToken(f"authsvc Validate: {reason}", reason.removeprefix("INVALID_REASON_"))
 
 
-class AuthsvcClient:
-    """Blocking AuthService calls over a `grpc.Channel`.
+class _BaseAuthsvcClient(Generic[ChannelT]):
+    """What `AuthsvcClient` and `AsyncAuthsvcClient` share: the settings and the requests.
 
-    Args:
-        channel: A channel to authsvc (not one carrying the bearer-token interceptor).
-        audience: Audience asked for at Login; empty means authsvc's default.
-        scopes: Scopes asked for at Login; empty means all the account may have.
-        timeout: Deadline per call, in seconds.
+    The two differ only in the line that calls (or awaits) the stub.
     """
+
+    _stub: auth_pb2_grpc.AuthServiceStub
 
     def __init__(
         self,
-        channel: grpc.Channel,
+        channel: ChannelT,
         *,
         audience: str = "",
         scopes: Sequence[str] = (),
@@ -150,29 +156,49 @@ class AuthsvcClient:
         self._audience = audience
         self._scopes = tuple(scopes)
         self._timeout = timeout
+        self._refresh_timeout = min(timeout, REFRESH_TIMEOUT)
+
+    def _login_request(self, credentials: Credentials) -> auth_pb2.LoginRequest:
+        return auth_pb2.LoginRequest(
+            username=credentials.principal,
+            password=credentials.secret,
+            audience=self._audience,
+            scopes=list(self._scopes),
+        )
+
+
+class AuthsvcClient(_BaseAuthsvcClient[grpc.Channel]):
+    """Blocking AuthService calls over a `grpc.Channel`; it is an `AuthTransport`.
+
+    Args:
+        channel: A channel to authsvc (not one carrying the bearer-token interceptor).
+        audience: Audience asked for at Login; empty means authsvc's default.
+        scopes: Scopes asked for at Login; empty means all the account may have.
+        timeout: Deadline per call, in seconds (Refresh uses at most 4 s, well inside
+            authsvc's grace window).
+    """
 
     def login(self, credentials: Credentials) -> Tokens:
         """Log in; see `AuthTransport.login`."""
-        request = _login_request(credentials, self._audience, self._scopes)
-        try:
-            return _tokens(self._stub.Login(request, timeout=self._timeout))
-        except grpc.RpcError as exc:
-            raise _rpc_error("Login", exc) from exc
+        with _mapped_errors("Login"):
+            response = self._stub.Login(self._login_request(credentials), timeout=self._timeout)
+        return _tokens(response)
 
     def refresh(self, refresh_token: str) -> Tokens:
         """Rotate the refresh token; see `AuthTransport.refresh`."""
         request = auth_pb2.RefreshRequest(refresh_token=refresh_token)
-        try:
-            return _tokens(self._stub.Refresh(request, timeout=min(self._timeout, REFRESH_TIMEOUT)))
-        except grpc.RpcError as exc:
-            raise _rpc_error("Refresh", exc) from exc
+        with _mapped_errors("Refresh"):
+            response = self._stub.Refresh(request, timeout=self._refresh_timeout)
+        return _tokens(response)
 
     def get_jwks(self) -> str:
-        """The JWK Set (JSON) of the keys that sign access tokens."""
-        try:
+        """The JWK Set (JSON) of the keys that sign access tokens.
+
+        Raises:
+            VerifierUnavailable: authsvc could not answer.
+        """
+        with _mapped_errors("GetJwks"):
             response = self._stub.GetJwks(auth_pb2.GetJwksRequest(), timeout=self._timeout)
-        except grpc.RpcError as exc:
-            raise _rpc_error("GetJwks", exc) from exc
         return response.jwks_json
 
     def validate(self, access_token: str, audience: str, required_scopes: Sequence[str]) -> None:
@@ -183,67 +209,45 @@ class AuthsvcClient:
             InsufficientScope: It lacks one of `required_scopes`.
             VerifierUnavailable: authsvc could not answer.
         """
-        request = auth_pb2.ValidateRequest(
-            access_token=access_token, audience=audience, required_scopes=list(required_scopes)
-        )
-        try:
+        request = _validate_request(access_token, audience, required_scopes)
+        with _mapped_errors("Validate"):
             response = self._stub.Validate(request, timeout=self._timeout)
-        except grpc.RpcError as exc:
-            raise _rpc_error("Validate", exc) from exc
         _validate_outcome(response)
 
 
-class AsyncAuthsvcClient:
-    """AuthService calls over a `grpc.aio.Channel`; arguments as for `AuthsvcClient`."""
+class AsyncAuthsvcClient(_BaseAuthsvcClient[grpc.aio.Channel]):
+    """AuthService calls over a `grpc.aio.Channel`; it is an `AsyncAuthTransport`.
 
-    def __init__(
-        self,
-        channel: grpc.aio.Channel,
-        *,
-        audience: str = "",
-        scopes: Sequence[str] = (),
-        timeout: float = DEFAULT_TIMEOUT,
-    ) -> None:
-        self._stub = auth_pb2_grpc.AuthServiceStub(channel)
-        self._audience = audience
-        self._scopes = tuple(scopes)
-        self._timeout = timeout
+    Arguments and errors as for `AuthsvcClient`.
+    """
+
+    _stub: auth_pb2_grpc.AuthServiceAsyncStub
 
     async def login(self, credentials: Credentials) -> Tokens:
         """Log in; see `AuthTransport.login`."""
-        request = _login_request(credentials, self._audience, self._scopes)
-        try:
-            return _tokens(await self._stub.Login(request, timeout=self._timeout))
-        except grpc.RpcError as exc:
-            raise _rpc_error("Login", exc) from exc
+        request = self._login_request(credentials)
+        with _mapped_errors("Login"):
+            response = await self._stub.Login(request, timeout=self._timeout)
+        return _tokens(response)
 
     async def refresh(self, refresh_token: str) -> Tokens:
         """Rotate the refresh token; see `AuthTransport.refresh`."""
         request = auth_pb2.RefreshRequest(refresh_token=refresh_token)
-        try:
-            return _tokens(
-                await self._stub.Refresh(request, timeout=min(self._timeout, REFRESH_TIMEOUT))
-            )
-        except grpc.RpcError as exc:
-            raise _rpc_error("Refresh", exc) from exc
+        with _mapped_errors("Refresh"):
+            response = await self._stub.Refresh(request, timeout=self._refresh_timeout)
+        return _tokens(response)
 
     async def get_jwks(self) -> str:
-        """The JWK Set (JSON) of the keys that sign access tokens."""
-        try:
+        """The JWK Set (JSON) of the keys that sign access tokens; see `AuthsvcClient`."""
+        with _mapped_errors("GetJwks"):
             response = await self._stub.GetJwks(auth_pb2.GetJwksRequest(), timeout=self._timeout)
-        except grpc.RpcError as exc:
-            raise _rpc_error("GetJwks", exc) from exc
         return response.jwks_json
 
     async def validate(
         self, access_token: str, audience: str, required_scopes: Sequence[str]
     ) -> None:
         """Confirm with authsvc that `access_token` is valid; see `AuthsvcClient.validate`."""
-        request = auth_pb2.ValidateRequest(
-            access_token=access_token, audience=audience, required_scopes=list(required_scopes)
-        )
-        try:
+        request = _validate_request(access_token, audience, required_scopes)
+        with _mapped_errors("Validate"):
             response = await self._stub.Validate(request, timeout=self._timeout)
-        except grpc.RpcError as exc:
-            raise _rpc_error("Validate", exc) from exc
         _validate_outcome(response)
