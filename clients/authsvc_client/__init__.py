@@ -38,6 +38,7 @@ from authsvc_client.errors import (
     ReauthenticationRequired,
     RefreshTokenRejected,
     TokenStoreError,
+    TokenStoreUnavailable,
     TokenUnavailable,
     TokenVerificationError,
     VerifierUnavailable,
@@ -53,7 +54,12 @@ from authsvc_client.server_interceptor import ServerAuthInterceptor
 from authsvc_client.session import TokenState
 from authsvc_client.store import FileTokenStore
 from authsvc_client.tokens import Credentials, Tokens
-from authsvc_client.transport import AsyncAuthTransport, AuthTransport, TokenStore
+from authsvc_client.transport import (
+    AsyncAuthTransport,
+    AuthTransport,
+    LockedTokenStore,
+    TokenStore,
+)
 from authsvc_client.verify import AccessClaims, AccessTokenVerifier
 
 __all__ = [
@@ -82,6 +88,7 @@ __all__ = [
     "InvalidToken",
     "KeyCache",
     "KeySource",
+    "LockedTokenStore",
     "LoginThrottled",
     "MethodPolicy",
     "ReauthenticationRequired",
@@ -94,6 +101,7 @@ __all__ = [
     "TokenState",
     "TokenStore",
     "TokenStoreError",
+    "TokenStoreUnavailable",
     "TokenUnavailable",
     "TokenUnavailableError",
     "TokenVerificationError",

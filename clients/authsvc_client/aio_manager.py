@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import threading
 from collections.abc import Awaitable, Callable
 
-from authsvc_client.base_manager import BaseTokenManager
+from authsvc_client.base_manager import BaseTokenManager, PlanRun, RemoteStep
 from authsvc_client.errors import AuthClientError
-from authsvc_client.plan import Action, LoadStored, Login, Obtained, Plan, Refresh
+from authsvc_client.plan import LockStore, Login, Obtained, Plan, Refresh
 from authsvc_client.session import Lead
 from authsvc_client.tokens import Tokens
-from authsvc_client.transport import AsyncAuthTransport
+from authsvc_client.transport import AsyncAuthTransport, LockedTokenStore
 
 
 class AsyncTokenManager(BaseTokenManager[AsyncAuthTransport, Callable[[float], Awaitable[None]]]):
@@ -21,8 +23,9 @@ class AsyncTokenManager(BaseTokenManager[AsyncAuthTransport, Callable[[float], A
     others. One manager serves one event loop: the refresh in flight is a task of that
     loop, which callers on another loop cannot await. Arguments are as for `TokenManager`,
     except that `transport` is an `AsyncAuthTransport` and `sleep` (default
-    `asyncio.sleep`) is awaitable. A `store` is read and written synchronously (it is a
-    small local file).
+    `asyncio.sleep`) is awaitable. A `store`'s lock is taken in a worker thread, so the
+    loop runs on while another process holds it; the store is then read and written on
+    the loop (a small local file).
     """
 
     _flight: asyncio.Task[AuthClientError | None] | None = None
@@ -70,25 +73,46 @@ class AsyncTokenManager(BaseTokenManager[AsyncAuthTransport, Callable[[float], A
         return None
 
     async def _run(self, plan: Plan) -> Obtained:
-        result: Tokens | None = None
-        error: AuthClientError | None = None
-        while True:
-            try:
-                action = plan.send(result) if error is None else plan.throw(error)
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
-            result, error = None, None
-            try:
-                result = await self._perform(action)
-            except AuthClientError as exc:
-                error = exc
+        with PlanRun(plan) as run:
+            while (step := run.next_step()) is not None:
+                try:
+                    run.answer(await self._perform(step))
+                except AuthClientError as exc:
+                    run.fail(exc)
+            return run.obtained
 
-    async def _perform(self, action: Action) -> Tokens | None:
-        if isinstance(action, Refresh):
-            return await self._transport.refresh(action.refresh_token)
-        if isinstance(action, Login):
-            return await self._transport.login(action.credentials)
-        if isinstance(action, LoadStored):
-            return self._load_stored()
-        await self._sleep(action.seconds)
+    async def _perform(self, step: RemoteStep) -> Tokens | LockedTokenStore | None:
+        if isinstance(step, Refresh):
+            return await self._transport.refresh(step.refresh_token)
+        if isinstance(step, Login):
+            return await self._transport.login(step.credentials)
+        if isinstance(step, LockStore):
+            return await _off_the_loop(self._take_store_lock)
+        await self._sleep(step.seconds)
         return None
+
+
+async def _off_the_loop(take: Callable[[], LockedTokenStore]) -> LockedTokenStore:
+    """Take the store's lock in a thread of its own: the loop runs on while another
+    process holds it. If the caller is cancelled meanwhile (the loop shutting down, say),
+    the lock is released as soon as the thread has it, so it never outlives the caller."""
+    taking: concurrent.futures.Future[LockedTokenStore] = concurrent.futures.Future()
+
+    def run() -> None:
+        if taking.set_running_or_notify_cancel():
+            try:
+                taking.set_result(take())
+            except BaseException as exc:
+                taking.set_exception(exc)
+
+    threading.Thread(target=run, name="authsvc-store-lock", daemon=True).start()
+    try:
+        return await asyncio.wrap_future(taking)
+    except asyncio.CancelledError:
+        taking.add_done_callback(_release_if_taken)
+        raise
+
+
+def _release_if_taken(taking: concurrent.futures.Future[LockedTokenStore]) -> None:
+    if not taking.cancelled() and taking.exception() is None:
+        taking.result().release()

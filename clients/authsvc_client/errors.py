@@ -6,7 +6,8 @@
     │   ├── CredentialsRejected          Login refused the credentials or the scopes asked for
     │   ├── LoginThrottled               too many failed logins; try again after `retry_after`
     │   ├── AuthServiceUnavailable       authsvc could not be reached, even after retries
-    │   └── AuthServiceError             authsvc answered with an error the client cannot act on
+    │   ├── AuthServiceError             authsvc answered with an error the client cannot act on
+    │   └── TokenStoreUnavailable        the shared token store could not be locked to refresh
     ├── RefreshTokenRejected         a transport's answer: the refresh token is unusable
     ├── InsecureTransportError       a bearer token would travel in clear text
     ├── TokenStoreError              the token file cannot be read or written
@@ -54,6 +55,14 @@ class AuthServiceUnavailable(TokenUnavailable):
 
 class AuthServiceError(TokenUnavailable):
     """Raised when authsvc answers with an error the client cannot act on."""
+
+
+class TokenStoreUnavailable(TokenUnavailable):
+    """Raised when the shared token store cannot be locked, so no refresh is tried.
+
+    Refreshing without the lock could present a refresh token another process is
+    presenting too. The manager keeps using a still-valid access token meanwhile.
+    """
 
 
 class RefreshTokenRejected(AuthClientError):

@@ -6,12 +6,12 @@ import threading
 import time
 from collections.abc import Callable
 
-from authsvc_client.base_manager import BaseTokenManager
+from authsvc_client.base_manager import BaseTokenManager, PlanRun, RemoteStep
 from authsvc_client.errors import AuthClientError
-from authsvc_client.plan import Action, LoadStored, Login, Obtained, Plan, Refresh
+from authsvc_client.plan import LockStore, Login, Obtained, Plan, Refresh
 from authsvc_client.session import Lead
 from authsvc_client.tokens import Tokens
-from authsvc_client.transport import AuthTransport
+from authsvc_client.transport import AuthTransport, LockedTokenStore
 
 
 class _Flight:
@@ -104,25 +104,20 @@ class TokenManager(BaseTokenManager[AuthTransport, Callable[[float], None]]):
             flight.done.set()
 
     def _run(self, plan: Plan) -> Obtained:
-        result: Tokens | None = None
-        error: AuthClientError | None = None
-        while True:
-            try:
-                action = plan.send(result) if error is None else plan.throw(error)
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
-            result, error = None, None
-            try:
-                result = self._perform(action)
-            except AuthClientError as exc:
-                error = exc
+        with PlanRun(plan) as run:
+            while (step := run.next_step()) is not None:
+                try:
+                    run.answer(self._perform(step))
+                except AuthClientError as exc:
+                    run.fail(exc)
+            return run.obtained
 
-    def _perform(self, action: Action) -> Tokens | None:
-        if isinstance(action, Refresh):
-            return self._transport.refresh(action.refresh_token)
-        if isinstance(action, Login):
-            return self._transport.login(action.credentials)
-        if isinstance(action, LoadStored):
-            return self._load_stored()
-        self._sleep(action.seconds)
+    def _perform(self, step: RemoteStep) -> Tokens | LockedTokenStore | None:
+        if isinstance(step, Refresh):
+            return self._transport.refresh(step.refresh_token)
+        if isinstance(step, Login):
+            return self._transport.login(step.credentials)
+        if isinstance(step, LockStore):
+            return self._take_store_lock()
+        self._sleep(step.seconds)
         return None

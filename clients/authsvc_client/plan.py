@@ -1,8 +1,14 @@
 """How to obtain a new token pair, written once for both the blocking and the asyncio manager.
 
-`obtain` is a generator that yields the I/O it needs (`LoadStored`, `Refresh`, `Login`,
-`Sleep`) and receives the results; the managers run it with blocking calls or with `await`.
-Errors from an action are thrown back into the generator at the `yield`.
+`obtain` is a generator that yields the I/O it needs (`LockStore`, `LoadStored`, `SaveStored`,
+`UnlockStore`, `Refresh`, `Login`, `Sleep`) and receives the results; the managers run it with
+blocking calls or with `await`. Errors from an action are thrown back into the generator at
+the `yield`.
+
+With a shared store, each attempt holds the store's exclusive lock from the read that
+decides whether to refresh until the new pair is saved: another process sharing the store
+either sees the new pair or waits, so no two ever present the same refresh token, whatever
+authsvc's grace window. The lock is released before sleeping between attempts.
 """
 
 from __future__ import annotations
@@ -14,14 +20,36 @@ from authsvc_client.errors import (
     AuthServiceUnavailable,
     ReauthenticationRequired,
     RefreshTokenRejected,
+    TokenStoreError,
+    TokenStoreUnavailable,
 )
 from authsvc_client.policy import RefreshPolicy, backoff_delay
 from authsvc_client.tokens import Credentials, Tokens
 
 
 @dataclasses.dataclass(frozen=True)
+class LockStore:
+    """Take the store's exclusive lock, across processes; the result is the held lock.
+
+    It is held until `UnlockStore` or the end of the plan, however the plan ends.
+    """
+
+
+@dataclasses.dataclass(frozen=True)
 class LoadStored:
     """Read the token store; the result is `Tokens | None`."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SaveStored:
+    """Write the new pair to the store (under the lock); the result is None."""
+
+    tokens: Tokens
+
+
+@dataclasses.dataclass(frozen=True)
+class UnlockStore:
+    """Release the store's lock; the result is None."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,7 +73,7 @@ class Sleep:
     seconds: float
 
 
-Action = LoadStored | Refresh | Login | Sleep
+Action = LockStore | LoadStored | SaveStored | UnlockStore | Refresh | Login | Sleep
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,9 +110,10 @@ def obtain(
         retired: Refresh tokens this process has replaced or seen refused: a stored pair
             holding one is older than ours (e.g. a save failed), never adopted.
         on_refused: Told the refresh token authsvc refused, so it is never sent again.
-        check_store: Whether there is a shared store that another process may have updated;
-            it is read first, and again after a refusal, so a rotation done elsewhere is
-            adopted instead of sending a retired token or logging in needlessly.
+        check_store: Whether there is a shared store that another process may update; each
+            attempt then locks it, reads it (a pair rotated elsewhere is adopted instead of
+            sending a retired token, or logging in needlessly) and saves the new pair before
+            releasing it.
         fallback_is_valid: The current access token is still valid, so a transient failure
             is raised at once (the caller keeps using that token) rather than retried here.
         policy: Backoff settings.
@@ -93,45 +122,59 @@ def obtain(
     Raises:
         ReauthenticationRequired: The refresh token is refused and there are no credentials.
         AuthServiceUnavailable: authsvc stayed unreachable.
+        TokenStoreUnavailable: The store could not be locked (held too long elsewhere).
         TokenUnavailable: Login refused, or another error from the transport.
     """
-    if check_store:
-        stored = yield LoadStored()
-        if stored is not None and _newer(stored, known_refresh_token, retired):
-            return Obtained(stored, adopted=True)
+    refused: RefreshTokenRejected | None = None
     attempt = 0
     while True:
         attempt += 1
+        if check_store:
+            try:
+                yield LockStore()
+            except TokenStoreError as exc:
+                raise TokenStoreUnavailable(
+                    f"no refresh was tried: the token store cannot be locked: {exc}"
+                ) from exc
+            stored = yield LoadStored()
+            if stored is not None and _newer(stored, known_refresh_token, retired):
+                return Obtained(stored, adopted=True)
+        action: Refresh | Login
+        if refresh_token is not None:
+            action = Refresh(refresh_token)
+        elif credentials is not None:
+            action = Login(credentials)
+        elif refused is not None:
+            raise ReauthenticationRequired(
+                "authsvc rejected the refresh token (expired, revoked or reused) and "
+                "there are no credentials to log in again; log in again"
+            ) from refused
+        else:
+            raise ReauthenticationRequired(
+                "no valid session and no credentials to log in with; log in again"
+            )
         try:
-            if refresh_token is not None:
-                tokens = yield Refresh(refresh_token)
-            elif credentials is not None:
-                tokens = yield Login(credentials)
-            else:
-                raise ReauthenticationRequired(
-                    "no valid session and no credentials to log in with; log in again"
-                )
-            assert tokens is not None
-            return Obtained(tokens, adopted=False)
+            tokens = yield action
         except RefreshTokenRejected as exc:
             if refresh_token is not None:
                 on_refused(refresh_token)
                 retired = (*retired, refresh_token)
-            if check_store:
-                stored = yield LoadStored()
-                if stored is not None and _newer(stored, known_refresh_token, retired):
-                    return Obtained(stored, adopted=True)
-            if credentials is None:
-                raise ReauthenticationRequired(
-                    "authsvc rejected the refresh token (expired, revoked or reused) and "
-                    "there are no credentials to log in again; log in again"
-                ) from exc
-            refresh_token = None
-            attempt = 0
+            # Next: the store's pair, if another process has one, else a login.
+            refused, refresh_token, attempt = exc, None, 0
         except AuthServiceUnavailable:
             if fallback_is_valid or attempt >= policy.max_attempts:
                 raise
+            if check_store:
+                yield UnlockStore()
             yield Sleep(backoff_delay(attempt, policy, random()))
+            continue
+        else:
+            assert tokens is not None
+            if check_store:
+                yield SaveStored(tokens)
+            return Obtained(tokens, adopted=False)
+        if check_store:
+            yield UnlockStore()
 
 
 def _newer(stored: Tokens, known: str | None, retired: Collection[str]) -> bool:

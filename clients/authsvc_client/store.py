@@ -2,8 +2,9 @@
 
 The file is written with mode 0600 into a temporary file next to it and renamed over it, so
 a reader sees either the old or the new pair, never half of one. Readers and writers also
-take an `fcntl` lock on a sibling `.lock` file, so a read-then-write by one process is not
-interleaved with another's.
+take an `fcntl` lock on a sibling `.lock` file; a token manager holds it exclusively with
+`lock()` from the read that decides whether to refresh until the new pair is written, so
+processes sharing the file never present the same refresh token twice.
 
 Lifetimes cannot be stored as monotonic readings (they mean nothing in another process), so
 the file records how many seconds were left and the wall time of the save. On load the
@@ -37,8 +38,11 @@ class FileTokenStore:
     """Tokens in a JSON file; pass it as `store=` to a token manager.
 
     Args:
-        path: The token file; its directory is created (mode 0700) if missing.
+        path: The token file; its directory is created (mode 0700) if missing. The directory
+            must belong to you and not be writable by group or others (`/tmp` is refused).
         wall_clock: Seconds since the epoch, used only to age the stored lifetimes.
+        lock_timeout: Seconds to wait for the lock another process holds before giving up
+            with `TokenStoreError`, so a stuck holder is an error, not a hang.
     """
 
     def __init__(
@@ -65,21 +69,7 @@ class FileTokenStore:
             TokenStoreError: The file is unreadable, corrupt, or readable by other users.
         """
         with self._locked(fcntl.LOCK_SH):
-            try:
-                fd = os.open(self._path, os.O_RDONLY | os.O_NOFOLLOW)
-            except FileNotFoundError:
-                return None
-            except OSError as exc:
-                raise TokenStoreError(f"cannot open token file {self._path}: {exc}") from exc
-            with os.fdopen(fd, "rb") as file:
-                mode = os.fstat(file.fileno()).st_mode
-                if mode & (stat.S_IRWXG | stat.S_IRWXO):
-                    raise TokenStoreError(
-                        f"token file {self._path} is accessible by other users "
-                        f"(mode {stat.S_IMODE(mode):o}); expected {_FILE_MODE:o}"
-                    )
-                raw = file.read()
-        return _decode(raw, self._wall_clock(), self._path)
+            return self._read()
 
     def save(self, tokens: Tokens) -> None:
         """Atomically replace the stored pair with `tokens` (mode 0600).
@@ -87,12 +77,20 @@ class FileTokenStore:
         Raises:
             TokenStoreError: The file cannot be written.
         """
-        data = _encode(tokens, self._wall_clock())
         with self._locked(fcntl.LOCK_EX):
-            try:
-                self._write(data)
-            except OSError as exc:
-                raise TokenStoreError(f"cannot write token file {self._path}: {exc}") from exc
+            self._write(tokens)
+
+    def lock(self) -> HeldFileTokenStore:
+        """Hold the store exclusively (other processes' `load`, `save` and `lock` wait).
+
+        Use as `with store.lock() as held:`, reading and writing through `held`, or call
+        `release()` on the result.
+
+        Raises:
+            TokenStoreError: The lock stayed held elsewhere for `lock_timeout` seconds, or
+                the directory or lock file is not private to this user.
+        """
+        return HeldFileTokenStore(self, self._take_lock(fcntl.LOCK_EX))
 
     def clear(self) -> None:
         """Remove the stored pair (e.g. on logout)."""
@@ -100,7 +98,30 @@ class FileTokenStore:
             with contextlib.suppress(FileNotFoundError):
                 self._path.unlink()
 
-    def _write(self, data: bytes) -> None:
+    def _read(self) -> Tokens | None:
+        try:
+            fd = os.open(self._path, os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise TokenStoreError(f"cannot open token file {self._path}: {exc}") from exc
+        with os.fdopen(fd, "rb") as file:
+            mode = os.fstat(file.fileno()).st_mode
+            if mode & (stat.S_IRWXG | stat.S_IRWXO):
+                raise TokenStoreError(
+                    f"token file {self._path} is accessible by other users "
+                    f"(mode {stat.S_IMODE(mode):o}); expected {_FILE_MODE:o}"
+                )
+            raw = file.read()
+        return _decode(raw, self._wall_clock(), self._path)
+
+    def _write(self, tokens: Tokens) -> None:
+        try:
+            self._replace(_encode(tokens, self._wall_clock()))
+        except OSError as exc:
+            raise TokenStoreError(f"cannot write token file {self._path}: {exc}") from exc
+
+    def _replace(self, data: bytes) -> None:
         fd, tmp = tempfile.mkstemp(dir=self._path.parent, prefix=f".{self._path.name}.")
         try:
             os.fchmod(fd, _FILE_MODE)
@@ -117,6 +138,14 @@ class FileTokenStore:
 
     @contextlib.contextmanager
     def _locked(self, operation: int) -> Iterator[None]:
+        fd = self._take_lock(operation)
+        try:
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    def _take_lock(self, operation: int) -> int:
+        """A descriptor of the lock file, locked with `operation`; close it to unlock."""
         try:
             self._path.parent.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
             directory = os.stat(self._path.parent)
@@ -134,9 +163,49 @@ class FileTokenStore:
             if os.fstat(fd).st_uid != os.geteuid():
                 raise TokenStoreError(f"lock file {self._lock_path} belongs to another user")
             _flock_within(fd, operation, self._lock_timeout)
-            yield
-        finally:
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+
+class HeldFileTokenStore:
+    """A `FileTokenStore` under its exclusive lock, from `FileTokenStore.lock()`.
+
+    Reads and writes go to the same file without locking again. The lock is released by
+    `release()` or at the end of a `with` block (and, as for any `flock`, when the process
+    ends).
+    """
+
+    def __init__(self, store: FileTokenStore, fd: int) -> None:
+        self._store = store
+        self._fd: int | None = fd
+
+    def load(self) -> Tokens | None:
+        """The stored pair; see `FileTokenStore.load`."""
+        self._check_held()
+        return self._store._read()
+
+    def save(self, tokens: Tokens) -> None:
+        """Atomically replace the stored pair; see `FileTokenStore.save`."""
+        self._check_held()
+        self._store._write(tokens)
+
+    def release(self) -> None:
+        """Release the lock; calling it again does nothing."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
             os.close(fd)  # closing releases the lock
+
+    def __enter__(self) -> HeldFileTokenStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+    def _check_held(self) -> None:
+        if self._fd is None:
+            raise TokenStoreError("the token store's lock was already released")
 
 
 def _flock_within(fd: int, operation: int, timeout: float) -> None:

@@ -49,6 +49,26 @@ class AsyncAuthTransport(Protocol):
         ...
 
 
+class LockedTokenStore(Protocol):
+    """A token store held exclusively, across processes, until `release()`.
+
+    A manager holds it from the read that decides whether to refresh until the new pair is
+    saved, so processes sharing the store never present the same refresh token twice.
+    """
+
+    def load(self) -> Tokens | None:
+        """The newest stored pair, or None when there is none."""
+        ...
+
+    def save(self, tokens: Tokens) -> None:
+        """Replace the stored pair."""
+        ...
+
+    def release(self) -> None:
+        """Let others have the store again; calling it again does nothing."""
+        ...
+
+
 class TokenStore(Protocol):
     """Persisted tokens, possibly shared with other processes."""
 
@@ -60,8 +80,16 @@ class TokenStore(Protocol):
         """Replace the stored pair."""
         ...
 
+    def lock(self) -> LockedTokenStore:
+        """Hold the store exclusively until the result's `release()`; blocks until then.
 
-def read_store(store: TokenStore | None) -> Tokens | None:
+        Raises:
+            TokenStoreError: The store could not be locked (e.g. within a timeout).
+        """
+        ...
+
+
+def read_store(store: TokenStore | LockedTokenStore | None) -> Tokens | None:
     """The stored pair; None when there is no store, no pair, or the file is unreadable."""
     if store is None:
         return None
@@ -70,6 +98,15 @@ def read_store(store: TokenStore | None) -> Tokens | None:
     except TokenStoreError as exc:
         _log.warning("ignoring unreadable token store: %s", exc)
         return None
+
+
+def write_store(store: TokenStore | LockedTokenStore, tokens: Tokens) -> None:
+    """Save `tokens`; a failure is logged, not raised."""
+    try:
+        store.save(tokens)
+    except Exception:
+        # A failing save (e.g. a full disk) must not lose the new tokens in memory.
+        _log.exception("saving the tokens to the store failed")
 
 
 def notify(listeners: Iterable[TokensListener], tokens: Tokens) -> None:

@@ -5,11 +5,15 @@ Everything here is also covered end to end against the real authsvc in test_mana
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
 import threading
 from pathlib import Path
+from typing import IO
 
 import pytest
 from authsvc_client import (
+    AsyncTokenManager,
     AuthServiceUnavailable,
     Credentials,
     FileTokenStore,
@@ -17,9 +21,11 @@ from authsvc_client import (
     TokenManager,
     Tokens,
     TokenState,
+    TokenStoreUnavailable,
 )
+from authsvc_client.store import HeldFileTokenStore
 
-from tests.client.fakes import FakeAuthsvc, ManualClock
+from tests.client.fakes import AsyncFakeAuthsvc, FakeAuthsvc, ManualClock
 
 CREDS = Credentials.service_account("svc", "s3cret")
 
@@ -181,41 +187,45 @@ def test_rotation_by_another_process_is_adopted_instead_of_reusing(tmp_path: Pat
     assert fake.calls == ["Login", "Refresh"]
 
 
+class _LoggedInElsewhere(FileTokenStore):
+    """A file store another process writes a new pair to before this one's `n`-th lock."""
+
+    def __init__(self, path: Path, n: int, tokens: Tokens) -> None:
+        super().__init__(path)
+        self._locks, self._n, self._tokens = 0, n, tokens
+
+    def lock(self) -> HeldFileTokenStore:
+        self._locks += 1
+        if self._locks == self._n:
+            self.save(self._tokens)  # the other process, which had the lock just before
+        return super().lock()
+
+
 def test_after_a_refused_refresh_the_store_is_read_again_before_logging_in(
     tmp_path: Path,
 ) -> None:
     fake, clock = FakeAuthsvc(lifetime=60), ManualClock()
-    store = FileTokenStore(tmp_path / "tokens.json")
+    other = Tokens("at-other", "rt-other", expires_in=60)
+    # Lock 1: the first login. Lock 2: the refresh authsvc refuses. Lock 3: before logging in.
+    store = _LoggedInElsewhere(tmp_path / "tokens.json", 3, other)
     manager = make(fake, clock, credentials=CREDS, store=store)
     manager.access_token()  # at1/rt1, saved
-    # Another process rotates right after this one's pre-refresh read of the store.
-    reads = 0
-    real_load = store.load
-
-    def racy_load() -> Tokens | None:
-        nonlocal reads
-        reads += 1
-        if reads == 1:
-            return real_load()
-        return Tokens("at-other", "rt-other", expires_in=60)
-
-    store.load = racy_load  # type: ignore[method-assign]
-    fake.live.discard("rt1")  # retired by the other process
+    fake.live.discard("rt1")  # the session ended (revoked, say); another process logs in
     clock.advance(61)
     assert manager.access_token() == "at-other"
     assert fake.calls == ["Login", "Refresh"]  # refused once, then adopted; no second Login
 
 
 class _FlakyStore(FileTokenStore):
-    """A file store whose next save fails (a full disk, a read-only mount)."""
+    """A file store whose next write fails (a full disk, a read-only mount)."""
 
     fail_next = False
 
-    def save(self, tokens: Tokens) -> None:
+    def _write(self, tokens: Tokens) -> None:  # under save() and lock().save() alike
         if self.fail_next:
             self.fail_next = False
             raise OSError("disk full")
-        super().save(tokens)
+        super()._write(tokens)
 
 
 def test_a_store_that_missed_a_save_never_brings_back_a_retired_token(tmp_path: Path) -> None:
@@ -268,3 +278,84 @@ def _frames(exc: BaseException) -> list[object]:
         out.append(tb)
         tb = tb.tb_next
     return out
+
+
+def test_a_stuck_store_lock_stops_refreshes_without_a_hang(tmp_path: Path) -> None:
+    fake, clock = FakeAuthsvc(lifetime=60), ManualClock()
+    store = FileTokenStore(tmp_path / "tokens.json", lock_timeout=0.2)
+    manager = make(fake, clock, credentials=CREDS, store=store)
+    assert manager.access_token() == "at1"
+    with open(tmp_path / "tokens.json.lock", "a") as holder:
+        fcntl.flock(holder, fcntl.LOCK_EX)  # another process, stuck while holding it
+        clock.advance(50)  # due, still valid: kept in use
+        assert manager.access_token() == "at1"
+        clock.advance(20)  # expired: refreshing without the lock could reuse the token
+        with pytest.raises(TokenStoreUnavailable, match="stayed locked"):
+            manager.access_token()
+    assert fake.calls == ["Login"]  # nothing was sent while the store was locked elsewhere
+    clock.advance(1)  # past the backoff
+    assert manager.access_token() == "at2"
+
+
+class _WatchedStore(FileTokenStore):
+    """A file store that tells when its lock is asked for, and when it is taken."""
+
+    def __init__(self, path: Path, lock_timeout: float) -> None:
+        super().__init__(path, lock_timeout=lock_timeout)
+        self.lock_asked = threading.Event()
+        self.lock_taken = threading.Event()
+
+    def lock(self) -> HeldFileTokenStore:
+        self.lock_asked.set()
+        held = super().lock()
+        self.lock_taken.set()
+        return held
+
+
+async def _refresh_behind_a_held_lock(
+    store: _WatchedStore, fake: FakeAuthsvc, clock: ManualClock, holder: IO[str]
+) -> asyncio.Future[str]:
+    """An asyncio manager's refresh, started while another process holds the store, once it
+    has asked for the lock."""
+    manager = AsyncTokenManager(AsyncFakeAuthsvc(fake), credentials=CREDS, store=store, clock=clock)
+    await manager.access_token()
+    fcntl.flock(holder, fcntl.LOCK_EX)  # another process holds the store
+    store.lock_asked.clear()
+    store.lock_taken.clear()
+    clock.advance(61)
+    refreshing = asyncio.ensure_future(manager.access_token())
+    assert await asyncio.to_thread(store.lock_asked.wait, 10)
+    return refreshing
+
+
+def test_the_asyncio_manager_waits_for_the_store_lock_off_the_loop(tmp_path: Path) -> None:
+    fake, clock = FakeAuthsvc(lifetime=60), ManualClock()
+    store = _WatchedStore(tmp_path / "tokens.json", lock_timeout=5)
+
+    async def scenario(holder: IO[str]) -> str:
+        refreshing = await _refresh_behind_a_held_lock(store, fake, clock, holder)
+        assert not refreshing.done()  # waiting for the lock, and the loop runs on meanwhile
+        fcntl.flock(holder, fcntl.LOCK_UN)  # the other process is done
+        return await refreshing
+
+    with open(tmp_path / "tokens.json.lock", "a") as holder:
+        assert asyncio.run(scenario(holder)) == "at2"
+    assert fake.calls == ["Login", "Refresh"]
+
+
+def test_a_lock_taken_for_a_cancelled_asyncio_refresh_is_given_back(tmp_path: Path) -> None:
+    fake, clock = FakeAuthsvc(lifetime=60), ManualClock()
+    store = _WatchedStore(tmp_path / "tokens.json", lock_timeout=5)
+
+    async def scenario(holder: IO[str]) -> None:
+        await _refresh_behind_a_held_lock(store, fake, clock, holder)
+        # Returning ends the loop: the refresh waiting for the lock is cancelled.
+
+    with open(tmp_path / "tokens.json.lock", "a") as holder:
+        asyncio.run(scenario(holder))
+        fcntl.flock(holder, fcntl.LOCK_UN)
+    assert store.lock_taken.wait(timeout=10)  # by the thread of the cancelled refresh
+    with store.lock() as held:  # TokenStoreError after 5 s if it had been kept
+        stored = held.load()
+    assert stored is not None and stored.refresh_token == "rt1"
+    assert fake.calls == ["Login"]

@@ -125,3 +125,34 @@ def test_a_stuck_lock_holder_makes_a_clear_error_not_a_hang(tmp_path: Path) -> N
     store.save(Tokens("at2", "rt2", expires_in=60))
     loaded = store.load()
     assert loaded is not None and loaded.refresh_token == "rt2"
+
+
+SAVE = """
+import sys
+from authsvc_client import FileTokenStore, Tokens
+FileTokenStore(sys.argv[1], lock_timeout=0.2).save(Tokens("at-other", "rt-other", expires_in=60))
+"""
+
+
+def test_a_held_store_keeps_other_processes_out_until_released(tmp_path: Path) -> None:
+    path = tmp_path / "tokens.json"
+    store = FileTokenStore(path)
+
+    def other_process_saves() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", SAVE, str(path)], capture_output=True, text=True, timeout=60
+        )
+
+    with store.lock() as held:
+        assert held.load() is None
+        held.save(PAIR)  # no second lock taken: that would wait for this one
+        refused = other_process_saves()
+        assert refused.returncode != 0 and "stayed locked" in refused.stderr
+        stored = held.load()
+        assert stored is not None and stored.refresh_token == "rt-1"
+    assert other_process_saves().returncode == 0
+    loaded = store.load()
+    assert loaded is not None and loaded.refresh_token == "rt-other"
+    held.release()  # again: nothing happens
+    with pytest.raises(TokenStoreError, match="released"):
+        held.load()
