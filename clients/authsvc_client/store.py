@@ -38,8 +38,9 @@ class FileTokenStore:
     """Tokens in a JSON file; pass it as `store=` to a token manager.
 
     Args:
-        path: The token file; its directory is created (mode 0700) if missing. The directory
-            must belong to you and not be writable by group or others (`/tmp` is refused).
+        path: The token file (`~` is expanded); its directory is created (mode 0700) if
+            missing. The directory must belong to you and not be writable by group or others
+            (`/tmp` is refused).
         wall_clock: Seconds since the epoch, used only to age the stored lifetimes.
         lock_timeout: Seconds to wait for the lock another process holds before giving up
             with `TokenStoreError`, so a stuck holder is an error, not a hang.
@@ -52,7 +53,7 @@ class FileTokenStore:
         wall_clock: Callable[[], float] = time.time,
         lock_timeout: float = _LOCK_TIMEOUT,
     ) -> None:
-        self._path = Path(path)
+        self._path = Path(path).expanduser()
         self._lock_path = self._path.with_name(self._path.name + ".lock")
         self._wall_clock = wall_clock
         self._lock_timeout = lock_timeout

@@ -31,6 +31,11 @@ def test_round_trip_and_mode_0600(tmp_path: Path) -> None:
     assert names == ["tokens.json", "tokens.json.lock"]  # no temporary files left behind
 
 
+def test_a_path_under_the_home_directory_may_start_with_a_tilde() -> None:
+    store = FileTokenStore("~/.config/mytool/session.json")
+    assert store.path == Path.home() / ".config" / "mytool" / "session.json"
+
+
 def test_lifetimes_age_by_wall_time_and_never_grow(tmp_path: Path) -> None:
     now = [1000.0]
     store = FileTokenStore(tmp_path / "t.json", wall_clock=lambda: now[0])
