@@ -1,17 +1,14 @@
 """Client library for authsvc: token managers, channel interceptors, server interceptors.
 
-Calling a protected service with a service account::
+* `TokenManager` / `AsyncTokenManager` keep a service's or a user's tokens fresh, from
+  `Credentials`, given `Tokens` or a `FileTokenStore` shared by several processes.
+* `secure_channel` / `insecure_channel` (and the `aio_` twins) make channels whose every call
+  carries `authorization: Bearer <token>`.
+* `ServerAuthInterceptor` / `AsyncServerAuthInterceptor` protect a resource service; its
+  handlers read the caller's claims with `current_claims()`.
 
-    authsvc = AuthsvcClient(grpc.insecure_channel("127.0.0.1:50051"), audience="orders")
-    manager = TokenManager(authsvc, credentials=Credentials.service_account(cid, secret))
-    channel = authsvc_client.secure_channel("orders.internal:443", manager)
-
-Protecting a service::
-
-    server = grpc.server(pool, interceptors=[ServerAuthInterceptor(
-        authsvc, issuer="authsvc", audience="orders",
-        policies={"/orders.v1.Orders/Cancel": MethodPolicy.require("write")})])
-    # in a handler: authsvc_client.current_claims().subject
+clients/README.md has runnable examples (the tests run them against a real authsvc) and a
+reference of every name in `__all__`.
 """
 
 from authsvc_client.aio_interceptors import AsyncAuthInterceptor, AsyncTokenSource

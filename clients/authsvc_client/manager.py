@@ -35,9 +35,12 @@ class TokenManager(BaseTokenManager[AuthTransport, Callable[[float], None]]):
             Without them the manager starts from `tokens` (or the store) and raises
             `ReauthenticationRequired` when the session ends.
         tokens: A pair to start from (e.g. from an interactive login).
-        store: Shared persisted tokens: read at start and before each refresh, written on
-            every change (see `FileTokenStore`).
-        listeners: Hooks called with every new pair.
+        store: Persisted tokens, possibly shared by several processes (see
+            `FileTokenStore`): read at start; each refresh holds its lock from reading it
+            to saving the new pair, so those processes never present the same refresh
+            token twice, whatever authsvc's grace window.
+        listeners: Hooks called with every new pair this manager gets (not with a pair
+            adopted from the store).
         policy: Refresh margins and backoff.
         clock: Monotonic seconds; expiry is `expires_in` from authsvc against this clock.
         random: Jitter source returning floats in [0, 1).

@@ -10,7 +10,9 @@ class Tokens:
     """An access/refresh token pair with its remaining lifetimes.
 
     Lifetimes are relative ("valid for N more seconds"), exactly as authsvc sends
-    `expires_in`, so no wall clock is needed to interpret them.
+    `expires_in`, so no wall clock is needed to interpret them. To start from what
+    `authsvc login` printed (camel-case JSON, 64-bit numbers as strings), see the file store
+    example in clients/README.md.
 
     Attributes:
         access_token: The access token (a JWT).
