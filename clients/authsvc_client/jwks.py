@@ -17,11 +17,9 @@ from collections.abc import Awaitable, Callable, Collection
 from jwt import PyJWK, PyJWTError
 
 from authsvc_client.errors import InvalidToken, VerifierUnavailable
+from authsvc_client.jwt_rules import ALGORITHMS
 
 _log = logging.getLogger(__name__)
-
-ALGORITHMS = ("EdDSA", "ES256")
-"""The signature algorithms accepted by default; nothing else is ever tried."""
 
 
 def parse_jwks(jwks_json: str, algorithms: Collection[str]) -> dict[str, PyJWK]:
