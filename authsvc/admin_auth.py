@@ -16,6 +16,7 @@ from authsvc.caller import Caller
 from authsvc.clock import Clock
 from authsvc.config import Settings
 from authsvc.errors import CallerUnauthenticated, NotAuthorized
+from authsvc.keys import KeyProvider
 from authsvc.store import RedisStore
 from authsvc.tokens import MAX_TOKEN_LENGTH, AccessTokenCodec, TokenInvalid
 
@@ -31,12 +32,18 @@ class AdminAuthenticator:
     """Decides whether a caller is an administrator."""
 
     def __init__(
-        self, settings: Settings, codec: AccessTokenCodec, store: RedisStore, clock: Clock
+        self,
+        settings: Settings,
+        codec: AccessTokenCodec,
+        store: RedisStore,
+        clock: Clock,
+        keys: KeyProvider | None = None,
     ) -> None:
         self._s = settings
         self._codec = codec
         self._store = store
         self._clock = clock
+        self._keys = keys
 
     async def require_admin(self, caller: Caller) -> Admin:
         """The administrator making this call.
@@ -67,6 +74,8 @@ class AdminAuthenticator:
         """The subject of a live, verified token for authsvc itself; "" otherwise."""
         if len(token) > MAX_TOKEN_LENGTH:
             return ""
+        if self._keys is not None and self._keys.due():  # follow a rotation
+            await self._keys.refresh()
         try:
             claims = self._codec.verify(token, self._clock(), self._s.default_audience)
         except TokenInvalid:

@@ -5,13 +5,16 @@
     authsvc user passwd NAME [--password-stdin]
     authsvc user disable NAME | enable NAME | scopes NAME --scopes a,b | list
     authsvc client add NAME [--scopes a,b]        (prints a generated secret once)
+    authsvc keys rotate | list                    (the signing-key ring in Redis)
     authsvc login NAME [--password-stdin] [--audience A] [--scope S ...] [--ca F [--cert F --key F]]
     authsvc validate TOKEN [--audience A] [--scope S ...]
     authsvc refresh TOKEN
     authsvc revoke TOKEN [--what token|session|user]
 
 Admin commands reach the same Redis as the server from the same configuration (the
-embedded default included). TOKEN may be `-` to read it from stdin (keeps it out of `ps`).
+embedded default included), directly: they need no running server, and `keys rotate`
+needs the same key-encryption key as the servers. TOKEN may be `-` to read it from stdin
+(keeps it out of `ps`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import asyncio
 import getpass
 import json
 import sys
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,10 +34,12 @@ from authsvc_api.v1 import auth_pb2, auth_pb2_grpc
 from google.protobuf import json_format
 
 from authsvc.accounts import AccountAdmin
+from authsvc.caller import LOCAL_OPERATOR
 from authsvc.config import Settings, add_flags, env_name, flag_values, load_settings
 from authsvc.embedded_redis import EmbeddedRedis
 from authsvc.errors import AuthsvcError
-from authsvc.server import make_hasher, make_store, run
+from authsvc.keyring import KeyRing
+from authsvc.server import make_hasher, make_key_provider, make_store, run
 from authsvc.service import validate_name
 from authsvc.store import RedisStore
 
@@ -79,6 +85,12 @@ def _parser() -> argparse.ArgumentParser:
     cadd = client.add_parser("add", help="create a service account; prints its secret once")
     cadd.add_argument("name")
     cadd.add_argument("--scopes", default="", help="comma-separated allowed scopes")
+
+    keys = sub.add_parser("keys", help="the signing-key ring").add_subparsers(
+        dest="action", required=True
+    )
+    keys.add_parser("rotate", help="add a new signing key (signs one JWKS cache period later)")
+    keys.add_parser("list", help="list the ring's keys and what each does now")
 
     def target(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
@@ -180,6 +192,33 @@ def _admin(settings: Settings, args: argparse.Namespace) -> None:
         hasher.close()
 
 
+def _keys(settings: Settings, args: argparse.Namespace) -> None:
+    async def act(store: RedisStore) -> None:
+        keys = make_key_provider(settings, store)
+        if args.action == "rotate":
+            key = await keys.rotate(LOCAL_OPERATOR.source, LOCAL_OPERATOR.source)
+            print(f"key {key.kid} ({key.alg}) published; it signs from {_when(key.signs_from)}")
+            return
+        if not isinstance(keys, KeyRing):
+            raise AuthsvcError("signing keys come from AUTHSVC_SIGNING_KEY_FILE, not the ring")
+        schedule = await keys.schedule()
+        if schedule is None:
+            print("no keys yet: the first server start creates one")
+            return
+        s = schedule.signing
+        print(f"{s.kid}\t{s.alg}\tsigning\tsince {_when(s.activates_ms // 1000)}")
+        for k in schedule.upcoming:
+            print(f"{k.kid}\t{k.alg}\tpublished\tsigns from {_when(k.activates_ms // 1000)}")
+        for k, leaves_ms in schedule.retired:
+            print(f"{k.kid}\t{k.alg}\tretired\tleaves the JWKS {_when(leaves_ms // 1000)}")
+
+    asyncio.run(_with_store(settings, act))
+
+
+def _when(epoch_s: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch_s))
+
+
 def _channel(target: str, args: argparse.Namespace) -> grpc.Channel:
     """Plaintext, or TLS when --ca is given (with a client certificate for mTLS)."""
     if not args.ca:
@@ -247,6 +286,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             run(settings)
         elif args.command in ("user", "client"):
             _admin(settings, args)
+        elif args.command == "keys":
+            _keys(settings, args)
         else:
             _call(settings, args)
     except AuthsvcError as exc:

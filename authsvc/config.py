@@ -169,7 +169,9 @@ class Settings:
         _REDIS_URL, "Redis to use (empty: an embedded private one)", default="", secret=True
     )
     data_dir: Path = _setting(
-        _DIRECTORY, "signing key and embedded Redis data", default_factory=default_data_dir
+        _DIRECTORY,
+        "generated key-encryption key and embedded Redis data",
+        default_factory=default_data_dir,
     )
     issuer: str = _setting(_TEXT, "iss of every token", default="authsvc")
     default_audience: str = _setting(_TEXT, "aud when a Login asks for none", default="authsvc")
@@ -195,10 +197,27 @@ class Settings:
         _one_of(SIGNING_ALGORITHMS), "signing algorithm (a key file must match)", default="EdDSA"
     )
     signing_key_file: str = _setting(
-        _PATH, "PEM private key that signs (empty: one generated in the data dir)", default=""
+        _PATH, "PEM private key that signs (empty: the key ring in Redis)", default=""
     )
     verify_key_files: tuple[str, ...] = _setting(
         _CSV, "extra PEM keys accepted for verification only (key rotation)", default=()
+    )
+    key_encryption_key_file: str = _setting(
+        _READABLE_FILE,
+        "secret (>= 32 bytes) sealing the Redis key ring's private keys, never in Redis "
+        "(empty: one generated in the data dir, mode 0600)",
+        default="",
+    )
+    key_rotation_seconds: int = _setting(
+        _int_in(0, 10 * 365 * 24 * 3600),
+        "add a new signing key to the key ring this often (0: only when told to)",
+        default=0,
+    )
+    jwks_cache_seconds: int = _setting(
+        _int_in(1, 7 * 24 * 3600),
+        "how long verifiers may cache the JWKS: a new key is published this long before it "
+        "signs (the client library refetches its key set after 600 s)",
+        default=600,
     )
     log_level: str = _setting(
         _one_of(LOG_LEVELS), "level of the JSON-lines log on stderr", default="INFO"
@@ -399,6 +418,16 @@ def load_settings(
     if settings.tls_client_ca_file and not settings.tls_cert_file:
         raise ConfigError(
             f"{env_name('tls_client_ca_file')} (mTLS) needs TLS: set the cert and key"
+        )
+    if settings.key_rotation_seconds and settings.signing_key_file:
+        raise ConfigError(
+            f"{env_name('key_rotation_seconds')} rotates the Redis key ring, which "
+            f"{env_name('signing_key_file')} turns off: set one of them"
+        )
+    if 0 < settings.key_rotation_seconds < settings.jwks_cache_seconds:
+        raise ConfigError(
+            f"{env_name('key_rotation_seconds')} must be 0 or at least "
+            f"{env_name('jwks_cache_seconds')} (a new key is published that long before it signs)"
         )
     if settings.session_max_seconds < settings.access_ttl_seconds:
         raise ConfigError(

@@ -101,6 +101,20 @@ class AccountChanged(Event):
     sessions_ended: int = 0
 
 
+@dataclasses.dataclass(frozen=True)
+class KeyRotated(Event):
+    """A new signing key was added to the key ring (published now, signing later).
+
+    `by` is the administrator (`local` for the CLI), or `schedule` for automatic rotation;
+    `source` is where the call came from.
+    """
+
+    name: ClassVar[str] = "key_rotated"
+    kid: str
+    by: str
+    source: str
+
+
 class EventSink(Protocol):
     """Receives domain events; must not block or raise."""
 

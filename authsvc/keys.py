@@ -1,8 +1,11 @@
 """Signing keys: generate, load, identify (RFC 7638 thumbprint) and publish as a JWK Set.
 
-The active private key signs; every key in the set (the active one plus configured
-verification-only keys) verifies, so a key can be rotated without downtime: publish the
-new key as a verification key on every instance first, then make it the signing key.
+The active private key signs; every key in the set (the active one plus keys published
+ahead of signing or kept after it) verifies, so a key can be rotated without downtime:
+publish the new key first, then sign with it, then drop the old one once its tokens have
+expired. Where the keys come from is a `KeyProvider`: `StaticKeys` for PEM files an
+operator manages (`AUTHSVC_SIGNING_KEY_FILE`), `authsvc.keyring.KeyRing` for the key ring
+shared through Redis that rotates itself.
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ import hashlib
 import json
 import os
 import secrets
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
@@ -40,17 +44,101 @@ class VerificationKey:
 
 @dataclasses.dataclass(frozen=True)
 class KeySet:
-    """The signing key and every key accepted for verification, by kid."""
+    """The signing key and every key accepted for verification, by kid.
+
+    One immutable object: whoever holds it sees the signing key, the verification keys and
+    the JWKS of the same moment.
+    """
 
     signing_kid: str
     signing_alg: str
     signing_key: PrivateKey
     verification: dict[str, VerificationKey]
+    _jwks: str = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        keys = [vk.jwk for vk in self.verification.values()]
+        jwks = json.dumps({"keys": keys}, separators=(",", ":"), sort_keys=True)
+        object.__setattr__(self, "_jwks", jwks)  # built once: GetJwks answers it as is
 
     def jwks_json(self) -> str:
         """The public keys as an RFC 7517 JWK Set document."""
-        keys = [vk.jwk for vk in self.verification.values()]
-        return json.dumps({"keys": keys}, separators=(",", ":"), sort_keys=True)
+        return self._jwks
+
+
+def keyset_of(signing_key: PrivateKey, others: Iterable[PublicKey] = ()) -> KeySet:
+    """A key set signing with `signing_key` and also accepting `others` (signing key first)."""
+    signing = verification_key(signing_key.public_key())
+    verification = {signing.kid: signing}
+    for public_key in others:
+        vk = verification_key(public_key)
+        verification.setdefault(vk.kid, vk)
+    return KeySet(signing.kid, signing.alg, signing_key, verification)
+
+
+@dataclasses.dataclass(frozen=True)
+class NewKey:
+    """A signing key just added: published at once, signing from `signs_from` (epoch s)."""
+
+    kid: str
+    alg: str
+    signs_from: int
+
+
+class KeyProvider(Protocol):
+    """Where the key set comes from; `current` may change between calls (rotation)."""
+
+    @property
+    def current(self) -> KeySet:
+        """The key set to use now.
+
+        Raises:
+            StoreUnavailable: the keys could not be loaded yet.
+        """
+        ...
+
+    def due(self) -> bool:
+        """Whether `refresh` has something to do (cheap: called on every request)."""
+        ...
+
+    async def refresh(self) -> None:
+        """Bring `current` up to date (never raises StoreUnavailable: keeps the keys)."""
+        ...
+
+    async def rotate(self, by: str, source: str) -> NewKey:
+        """Add a new signing key (see `authsvc.keyring`).
+
+        Raises:
+            ConfigError: this provider's keys are not rotated by authsvc.
+            StoreUnavailable: Redis cannot be reached.
+        """
+        ...
+
+
+class StaticKeys:
+    """Keys from PEM files the operator manages: they change only with a restart."""
+
+    def __init__(self, keys: KeySet) -> None:
+        self._keys = keys
+
+    @property
+    def current(self) -> KeySet:
+        """The key set loaded at start."""
+        return self._keys
+
+    def due(self) -> bool:
+        """Never: files are read once."""
+        return False
+
+    async def refresh(self) -> None:
+        """Nothing to do."""
+
+    async def rotate(self, by: str, source: str) -> NewKey:
+        """Refused: these keys are rotated by replacing the files."""
+        raise ConfigError(
+            "signing keys come from AUTHSVC_SIGNING_KEY_FILE: rotate them by replacing the "
+            "files (see README 'Key rotation'), or unset it to use the Redis key ring"
+        )
 
 
 def _b64url(data: bytes) -> str:
@@ -74,7 +162,8 @@ def _public_jwk(public_key: PublicKey) -> tuple[str, dict[str, Any]]:
     return alg, jwk
 
 
-def _verification_key(public_key: PublicKey) -> VerificationKey:
+def verification_key(public_key: PublicKey) -> VerificationKey:
+    """The public key with its algorithm, RFC 7638 kid and JWK."""
     alg, jwk = _public_jwk(public_key)
     return VerificationKey(kid=jwk["kid"], alg=alg, public_key=public_key, jwk=jwk)
 
@@ -95,7 +184,12 @@ def private_key_pem(key: PrivateKey) -> bytes:
     )
 
 
-def _load_private(path: Path) -> PrivateKey:
+def load_private_key(path: Path) -> PrivateKey:
+    """A PEM private key (Ed25519 or EC P-256) from a file.
+
+    Raises:
+        ConfigError: unreadable, not a key, or of another type.
+    """
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except (OSError, ValueError, TypeError) as exc:
@@ -108,7 +202,7 @@ def _load_private(path: Path) -> PrivateKey:
 def _load_public(path: Path) -> PublicKey:
     data = path.read_bytes() if path.exists() else b""
     if b"PRIVATE KEY" in data:
-        return _load_private(path).public_key()
+        return load_private_key(path).public_key()
     try:
         key = serialization.load_pem_public_key(data)
     except (ValueError, TypeError):
@@ -118,7 +212,7 @@ def _load_public(path: Path) -> PublicKey:
     return key
 
 
-def _write_exclusive(path: Path, data: bytes) -> bool:
+def write_exclusive(path: Path, data: bytes) -> bool:
     """Atomically create `path` with mode 0600; False if another process created it first."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(8)}.tmp")
@@ -137,31 +231,30 @@ def _write_exclusive(path: Path, data: bytes) -> bool:
         tmp.unlink()
 
 
-def load_or_create_keyset(
-    data_dir: Path, alg: str, signing_key_file: str = "", verify_key_files: tuple[str, ...] = ()
+def load_file_keyset(
+    alg: str, signing_key_file: str, verify_key_files: tuple[str, ...] = ()
 ) -> KeySet:
-    """Load the signing key (creating one under `data_dir/keys` on first start) and the
-    verification keys.
+    """The signing key and the verification keys from PEM files.
 
     Raises:
-        ConfigError: a key file is unreadable, of the wrong type, or does not match `alg`.
+        ConfigError: a key file is missing, unreadable, of the wrong type, or does not
+            match `alg`.
     """
-    if signing_key_file:
-        path = Path(signing_key_file)
-        if not path.exists():
-            raise ConfigError(f"AUTHSVC_SIGNING_KEY_FILE {path} does not exist")
-    else:
-        path = data_dir / "keys" / f"signing-{alg.lower()}.pem"
-        if not path.exists():
-            _write_exclusive(path, private_key_pem(generate_private_key(alg)))
-    signing_key = _load_private(path)
-    signing = _verification_key(signing_key.public_key())
-    if signing.alg != alg:
+    path = Path(signing_key_file)
+    if not path.exists():
+        raise ConfigError(f"AUTHSVC_SIGNING_KEY_FILE {path} does not exist")
+    keys = keyset_of(load_private_key(path), verification_public_keys(verify_key_files))
+    if keys.signing_alg != alg:
         raise ConfigError(
-            f"signing key {path} is for {signing.alg} but AUTHSVC_SIGNING_ALG is {alg}"
+            f"signing key {path} is for {keys.signing_alg} but AUTHSVC_SIGNING_ALG is {alg}"
         )
-    verification = {signing.kid: signing}
-    for extra in verify_key_files:
-        vk = _verification_key(_load_public(Path(extra)))
-        verification.setdefault(vk.kid, vk)
-    return KeySet(signing.kid, signing.alg, signing_key, verification)
+    return keys
+
+
+def verification_public_keys(files: Iterable[str]) -> list[PublicKey]:
+    """The public keys of `AUTHSVC_VERIFY_KEY_FILES` (PEM public or private keys).
+
+    Raises:
+        ConfigError: a file is unreadable or not an Ed25519 / EC P-256 key.
+    """
+    return [_load_public(Path(name)) for name in files]

@@ -96,7 +96,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     ) -> None:
         self._service = service
         self.on_store_unavailable = on_store_unavailable
-        self._jwks = auth_pb2.GetJwksResponse(jwks_json=service.jwks_json)
+        self._jwks = auth_pb2.GetJwksResponse()
+        self._jwks_json = ""
         self._valid_answers: LruCache[str, auth_pb2.ValidateResponse] = LruCache(_ANSWER_CACHE_SIZE)
 
     @maps_errors
@@ -152,4 +153,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     async def GetJwks(
         self, request: auth_pb2.GetJwksRequest, context: Context
     ) -> auth_pb2.GetJwksResponse:
+        jwks = await self._service.jwks()
+        if jwks != self._jwks_json:  # the keys changed (rotation): build the answer once
+            self._jwks, self._jwks_json = auth_pb2.GetJwksResponse(jwks_json=jwks), jwks
         return self._jwks

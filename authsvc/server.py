@@ -23,10 +23,12 @@ from authsvc.clock import Clock, system_clock
 from authsvc.config import Settings
 from authsvc.embedded_redis import EmbeddedRedis
 from authsvc.events import EventSink
-from authsvc.keys import load_or_create_keyset
+from authsvc.keyring import KeyRing
+from authsvc.keys import KeyProvider, StaticKeys, load_file_keyset, verification_public_keys
 from authsvc.passwords import PasswordHasher
 from authsvc.revocation_view import RevocationView
 from authsvc.rpc import AuthServicer
+from authsvc.sealing import load_kek
 from authsvc.service import AuthService
 from authsvc.store import RedisStore
 
@@ -55,6 +57,37 @@ def make_hasher(settings: Settings) -> PasswordHasher:
         settings.argon2_time_cost,
         settings.argon2_parallelism,
         settings.hash_threads,
+    )
+
+
+def make_key_provider(
+    settings: Settings,
+    store: RedisStore,
+    clock: Clock = system_clock,
+    sink: EventSink | None = None,
+) -> KeyProvider:
+    """The signing keys: PEM files when `AUTHSVC_SIGNING_KEY_FILE` is set (the operator
+    rotates them), else the Redis key ring (rotated by authsvc). `AUTHSVC_VERIFY_KEY_FILES`
+    are accepted in both.
+
+    Raises:
+        ConfigError: a key file or the key-encryption key is unusable.
+    """
+    if settings.signing_key_file:
+        return StaticKeys(
+            load_file_keyset(
+                settings.signing_alg, settings.signing_key_file, settings.verify_key_files
+            )
+        )
+    return KeyRing(
+        settings,
+        store,
+        load_kek(settings),
+        clock,
+        sink,
+        # The key earlier versions generated here signs on, so its tokens stay valid.
+        adopt_key_file=settings.data_dir / "keys" / f"signing-{settings.signing_alg.lower()}.pem",
+        extra_verification=verification_public_keys(settings.verify_key_files),
     )
 
 
@@ -88,12 +121,7 @@ class AuthServer:
         self.settings = settings
         self._store = make_store(settings, redis_url)
         self._hasher = make_hasher(settings)
-        keys = load_or_create_keyset(
-            settings.data_dir,
-            settings.signing_alg,
-            settings.signing_key_file,
-            settings.verify_key_files,
-        )
+        keys = make_key_provider(settings, self._store, clock, sink)
         self.view = (
             RevocationView(
                 redis_url, settings.health_interval_seconds, settings.redis_connect_timeout
@@ -107,6 +135,7 @@ class AuthServer:
         self._health = HealthServicer()
         self._health_wakeup = asyncio.Event()
         self._monitor: asyncio.Task[None] | None = None
+        self._key_follower: asyncio.Task[None] | None = None
         self._server = grpc.aio.server(
             interceptors=list(interceptors),
             options=[
@@ -126,7 +155,18 @@ class AuthServer:
         self.port = 0
 
     async def start(self) -> int:
-        """Bind, start serving and monitoring Redis; returns the bound port."""
+        """Load the keys, bind, start serving and monitoring Redis; returns the bound port.
+
+        Raises:
+            ConfigError: e.g. a key-encryption key that opens none of the ring's keys
+                (Redis being down does not stop the start: the keys load once it is back).
+        """
+        try:
+            await self.service.keys.refresh()
+        except BaseException:
+            await self._store.close()
+            self._hasher.close()
+            raise
         credentials = server_credentials(self.settings)
         if credentials is None:
             self.port = self._server.add_insecure_port(self.settings.listen)
@@ -137,6 +177,8 @@ class AuthServer:
         await self._set_health(await self.service.healthy())
         await self._server.start()
         self._monitor = asyncio.create_task(self._monitor_redis())
+        if isinstance(self.service.keys, KeyRing):
+            self._key_follower = asyncio.create_task(self._follow_keys(self.service.keys))
         if self.view is not None:
             self.view.start()
         return self.port
@@ -169,16 +211,27 @@ class AuthServer:
                     self._health_wakeup.wait(), self.settings.health_interval_seconds
                 )
 
+    async def _follow_keys(self, ring: KeyRing) -> None:
+        """Read the key ring every poll interval even when no request comes (an idle
+        instance still rotates, prunes and publishes on time)."""
+        while True:
+            await asyncio.sleep(ring.poll_seconds)
+            try:
+                await ring.refresh()
+            except Exception:  # never let the follower die; each refresh logs its cause
+                log.exception("following the signing-key ring failed")
+
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting calls, let in-flight calls finish within `grace`, close Redis."""
         await self._health.enter_graceful_shutdown()
         await self._server.stop(self.settings.grace_shutdown_seconds if grace is None else grace)
         if self.view is not None:
             await self.view.stop()
-        if self._monitor is not None:
-            self._monitor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._monitor
+        for task in (self._monitor, self._key_follower):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self._store.close()
         self._hasher.close()
 
@@ -213,11 +266,13 @@ def run(settings: Settings) -> None:
     redis_url = embedded.start() if embedded else settings.redis_url
     if embedded:
         log.info("embedded redis at %s", embedded.url, extra={"event": "embedded_redis"})
-    # Create the signing key once, before any worker starts, so all workers share it.
-    load_or_create_keyset(
-        settings.data_dir, settings.signing_alg, settings.signing_key_file,
-        settings.verify_key_files,
-    )  # fmt: skip
+    # Check the key files (or create the default key-encryption key) once, before any
+    # worker starts: a bad file stops the start with one message, and workers share one KEK.
+    if settings.signing_key_file:
+        load_file_keyset(settings.signing_alg, settings.signing_key_file, settings.verify_key_files)
+    else:
+        load_kek(settings)
+        verification_public_keys(settings.verify_key_files)
     transport = (
         "mTLS" if settings.tls_client_ca_file else "TLS" if settings.tls_cert_file else "plaintext"
     )

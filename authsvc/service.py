@@ -28,7 +28,7 @@ from authsvc.errors import (
     StoreUnavailable,
 )
 from authsvc.grace import GraceAnswer
-from authsvc.keys import KeySet
+from authsvc.keys import KeyProvider
 from authsvc.passwords import MAX_SECRET_BYTES, PasswordHasher
 from authsvc.revocation_view import RevocationView
 from authsvc.store import (
@@ -134,7 +134,7 @@ class AuthService:
         self,
         settings: Settings,
         store: RedisStore,
-        keys: KeySet,
+        keys: KeyProvider,
         hasher: PasswordHasher,
         clock: Clock = system_clock,
         view: RevocationView | None = None,
@@ -146,20 +146,31 @@ class AuthService:
         self._store = store
         self._hasher = hasher
         self._clock = clock
+        #: Where the signing and verification keys come from (files, or the Redis ring).
+        self.keys = keys
         self._codec = AccessTokenCodec(
             keys, settings.issuer, settings.allowed_audiences, settings.leeway_seconds
         )
-        self._jwks = keys.jwks_json()
-        self.admins = AdminAuthenticator(settings, self._codec, store, clock)
+        self.admins = AdminAuthenticator(settings, self._codec, store, clock, keys)
         # A session's grant (scopes, audience, client id, absolute end) never changes, so
         # an instance remembers it and a steady-state Refresh is one Redis round trip; the
         # rotation script checks it against the stored grant all the same.
         self._grants: LruCache[tuple[str, str], SessionRecord] = LruCache(_GRANT_CACHE_SIZE)
 
-    @property
-    def jwks_json(self) -> str:
-        """The JWK Set of the verification keys."""
-        return self._jwks
+    async def jwks(self) -> str:
+        """The JWK Set of the verification keys now (answered from memory while Redis is
+        down, once the keys have been loaded).
+
+        Raises:
+            StoreUnavailable: the keys have never been loaded.
+        """
+        await self._follow_keys()
+        return self.keys.current.jwks_json()
+
+    async def _follow_keys(self) -> None:
+        """Pick up a rotation (a cheap check; a Redis read every few seconds at most)."""
+        if self.keys.due():
+            await self.keys.refresh()
 
     # -- Login ------------------------------------------------------------------------
 
@@ -181,6 +192,7 @@ class AuthService:
         validate_secret(password)
         asked = validate_scopes(scopes)
         audience = self._audience(audience)
+        await self._follow_keys()
         now = self._clock()
         gate = await self._store.begin_login(
             username,
@@ -280,6 +292,7 @@ class AuthService:
         if len(refresh_token) > MAX_TOKEN_LENGTH:
             raise InvalidInput("refresh_token is too long")
         narrowed = validate_scopes(scopes)
+        await self._follow_keys()
         presented = parse_refresh_token(refresh_token)
         if presented is None or not NAME_RE.fullmatch(presented.subject):
             raise InvalidRefreshToken()
@@ -394,6 +407,8 @@ class AuthService:
             raise InvalidInput("access_token is required")
         if len(access_token) > MAX_TOKEN_LENGTH:
             raise InvalidInput("access_token is too long")
+        if self.keys.due():  # inline: Validate is the hot path
+            await self.keys.refresh()
         try:
             claims = self._codec.verify(access_token, self._clock(), audience)
         except TokenInvalid as exc:
@@ -426,6 +441,7 @@ class AuthService:
             raise InvalidInput("token is required")
         if len(token) > MAX_TOKEN_LENGTH:
             raise InvalidInput("token is too long")
+        await self._follow_keys()
         if looks_like_refresh_token(token):
             parsed = parse_refresh_token(token)
             if parsed is None or not NAME_RE.fullmatch(parsed.subject):

@@ -7,6 +7,8 @@ stay in one Redis Cluster slot):
     authsvc:{u:NAME}:user              HASH  kind, pwhash, pwver, disabled, scopes, created
     authsvc:{u:NAME}:fails             HASH  n (failed logins in a row), until (throttle, ms)
     authsvc:{u:NAME}:sessions          SET   session ids
+    authsvc:signing-keys               HASH  kid -> key record (JSON: alg, sealed private key,
+                                             published_ms, activates_ms, by); see keyring.py
     authsvc:{u:NAME}:s:SID             HASH  cur/prev refresh digests, gu/gb grace window and
                                              sealed answer, old (retired digests), exp, abs,
                                              scope, aud, cid, rj:<jti> revoked access tokens
@@ -22,6 +24,7 @@ import contextlib
 import dataclasses
 import enum
 import functools
+import json
 import random
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, ParamSpec, TypeVar, cast
@@ -40,6 +43,7 @@ T = TypeVar("T")
 _PREFIX = "authsvc:"
 USERS_INDEX = _PREFIX + "users"
 REVOCATIONS_CHANNEL = _PREFIX + "revocations"
+SIGNING_KEYS = _PREFIX + "signing-keys"
 KEEP_RETIRED = 8
 
 
@@ -145,6 +149,54 @@ class SessionRecord:
     absolute_exp: int
 
 
+class AddKeyIf(enum.Enum):
+    """When `RedisStore.add_signing_key` adds the key."""
+
+    ALWAYS = "always"
+    RING_EMPTY = "empty"
+    """Only into an empty ring (first start)."""
+    ROTATION_DUE = "due"
+    """Only if no key was published after the given time (automatic rotation)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredSigningKey:
+    """A key record of the ring as stored: the private key only sealed (see sealing.py)."""
+
+    kid: str
+    alg: str
+    sealed: str
+    published_ms: int
+    activates_ms: int
+    by: str
+
+    def to_json(self) -> str:
+        """The stored form (the kid is the hash field)."""
+        doc = dataclasses.asdict(self)
+        del doc["kid"]
+        return json.dumps(doc, separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, kid: str, raw: str) -> StoredSigningKey | None:
+        """Parse a stored record; None for anything malformed."""
+        try:
+            doc = json.loads(raw)
+            key = cls(
+                kid=kid,
+                alg=doc["alg"],
+                sealed=doc["sealed"],
+                published_ms=doc["published_ms"],
+                activates_ms=doc["activates_ms"],
+                by=doc.get("by", ""),
+            )
+        except (ValueError, TypeError, KeyError, RecursionError):
+            return None
+        texts = (key.alg, key.sealed, key.by)
+        times = (key.published_ms, key.activates_ms)
+        ok = all(isinstance(t, str) for t in texts) and all(type(t) is int for t in times)
+        return key if ok else None
+
+
 _UNAVAILABLE_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
 
@@ -180,6 +232,7 @@ class RedisStore:
         self._revoke_user = client.register_script(store_scripts.REVOKE_USER)
         self._revoke_access = client.register_script(store_scripts.REVOKE_ACCESS)
         self._update_user = client.register_script(store_scripts.UPDATE_USER_AND_REVOKE)
+        self._add_signing_key = client.register_script(store_scripts.ADD_SIGNING_KEY)
 
     @classmethod
     def from_url(
@@ -510,6 +563,29 @@ class RedisStore:
         if revoked:
             await self._events_flushed()
         return revoked
+
+    # -- signing-key ring (see keyring.py; private keys arrive and leave sealed) ---------
+
+    @_store_call
+    async def signing_keys(self) -> list[StoredSigningKey]:
+        """Every well-formed key record of the ring, in kid order."""
+        raw = cast(dict[str, str], await self._idempotent(lambda: self._r.hgetall(SIGNING_KEYS)))
+        records = (StoredSigningKey.from_json(kid, value) for kid, value in sorted(raw.items()))
+        return [r for r in records if r is not None]
+
+    @_store_call
+    async def add_signing_key(
+        self, key: StoredSigningKey, condition: AddKeyIf, due_before_ms: int = 0
+    ) -> bool:
+        """Add a key record if `condition` holds (atomically); True if it was added."""
+        args = [key.kid, key.to_json(), condition.value, due_before_ms]
+        return bool(await self._add_signing_key(keys=[SIGNING_KEYS], args=args))
+
+    @_store_call
+    async def remove_signing_keys(self, kids: Sequence[str]) -> None:
+        """Delete key records (retired keys whose tokens have all expired)."""
+        if kids:
+            await self._idempotent(lambda: self._r.hdel(SIGNING_KEYS, *kids))
 
 
 def _account_kind(stored: str) -> AccountKind:

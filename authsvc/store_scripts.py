@@ -204,3 +204,23 @@ redis.call('PUBLISH', ARGV[5], ARGV[6])
 return n
 """
 )
+
+# KEYS: the signing-key ring. ARGV: kid, record (JSON), condition, due_before_ms.
+# condition 'always' adds; 'empty' adds only to an empty ring (first start: concurrent
+# starters agree on one key); 'due' adds only if no key was published after due_before_ms
+# (automatic rotation: of the instances that find it due, exactly one adds a key).
+ADD_SIGNING_KEY = """
+if ARGV[3] == 'empty' and redis.call('HLEN', KEYS[1]) > 0 then return 0 end
+if ARGV[3] == 'due' then
+  local due_before = tonumber(ARGV[4])
+  for _, raw in ipairs(redis.call('HVALS', KEYS[1])) do
+    local ok, rec = pcall(cjson.decode, raw)
+    if ok and type(rec) == 'table' then
+      local published = tonumber(rec['published_ms'])
+      if published and published > due_before then return 0 end
+    end
+  end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""

@@ -25,7 +25,7 @@ from authsvc_client.errors import Invalid as Invalid
 from authsvc_client.jwt_rules import ACCESS_TOKEN_TYPE, REFRESH_PREFIX
 from authsvc_client.jwt_rules import MAX_TOKEN_LENGTH as MAX_TOKEN_LENGTH
 
-from authsvc.keys import KeySet
+from authsvc.keys import KeyProvider, KeySet
 
 
 class TokenInvalid(Exception):
@@ -70,21 +70,25 @@ class AccessClaims:
 
 
 class AccessTokenCodec:
-    """Mints and verifies access tokens with one key set; caches verified tokens.
+    """Mints and verifies access tokens with the provider's current key set; caches
+    verified tokens.
 
     The cache keeps a token's verified claims until it expires (bounded, LRU), so a busy
-    caller's token is signature-checked once, not on every Validate.
+    caller's token is signature-checked once, not on every Validate. Both caches are
+    emptied when the set of verification keys changes (a removed key's tokens must fail,
+    a new key's tokens must not stay refused).
     """
 
     def __init__(
         self,
-        keys: KeySet,
+        keys: KeyProvider,
         issuer: str,
         audiences: Iterable[str],
         leeway: int,
         cache_size: int = 65536,
     ) -> None:
-        self._keys = keys
+        self._provider = keys
+        self._keys: KeySet | None = None
         self._issuer = issuer
         self._audiences = list(audiences)
         self._leeway = leeway
@@ -93,6 +97,16 @@ class AccessTokenCodec:
         # token costs a hash and a lookup, not a signature check each time. Keyed by digest
         # so memory stays small whatever the callers send.
         self._refused: LruCache[bytes, Invalid] = LruCache(cache_size)
+
+    def _keyset(self) -> KeySet:
+        """The provider's current key set (one object: signing and verifying agree)."""
+        keys = self._provider.current
+        if keys is not self._keys:
+            if self._keys is None or keys.verification.keys() != self._keys.verification.keys():
+                self._cache.clear()
+                self._refused.clear()
+            self._keys = keys
+        return keys
 
     def mint(
         self,
@@ -119,11 +133,12 @@ class AccessTokenCodec:
             "scope": " ".join(scopes),
             "client_id": client_id,
         }
+        keys = self._keyset()
         token = jwt.encode(
             payload,
-            self._keys.signing_key,
-            algorithm=self._keys.signing_alg,
-            headers={"kid": self._keys.signing_kid, "typ": ACCESS_TOKEN_TYPE},
+            keys.signing_key,
+            algorithm=keys.signing_alg,
+            headers={"kid": keys.signing_kid, "typ": ACCESS_TOKEN_TYPE},
         )
         return token, AccessClaims.from_payload(payload)
 
@@ -133,6 +148,7 @@ class AccessTokenCodec:
         Raises:
             TokenInvalid: with the reason the token is not acceptable.
         """
+        keys = self._keyset()
         claims = self._cache.get(token)
         if claims is None:
             digest = hashlib.sha256(token.encode()).digest()
@@ -140,7 +156,7 @@ class AccessTokenCodec:
             if refused is not None:
                 raise TokenInvalid(refused)
             try:
-                claims = self._verify_signature_and_claims(token)
+                claims = self._verify_signature_and_claims(token, keys)
             except TokenInvalid as exc:
                 self._refused.put(digest, exc.reason)
                 raise
@@ -161,10 +177,10 @@ class AccessTokenCodec:
             raise TokenInvalid(exc.invalid) from None
         return claims
 
-    def _verify_signature_and_claims(self, token: str) -> AccessClaims:
+    def _verify_signature_and_claims(self, token: str, keys: KeySet) -> AccessClaims:
         try:
             header = jwt_rules.check_header(token)
-            key = self._keys.verification.get(header.kid)
+            key = keys.verification.get(header.kid)
             if key is None:
                 raise TokenInvalid(Invalid.UNKNOWN_KEY)
             payload = jwt_rules.decode(

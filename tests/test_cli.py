@@ -15,6 +15,7 @@ import pytest
 from authsvc_api.v1 import auth_pb2, auth_pb2_grpc
 
 from authsvc.config import SETTINGS
+from authsvc.keys import generate_private_key, private_key_pem
 from tests.harness import AUTHSVC_BIN, Harness, env_without_authsvc_settings, free_port
 
 
@@ -158,8 +159,9 @@ def test_serve_with_embedded_redis_and_graceful_sigterm(short_dir: Path) -> None
             cli(env, "user", "add", "erin", "--password-stdin", stdin="pw-erin-1\npw-erin-1\n")
             assert stub.Validate(auth_pb2.ValidateRequest(access_token=pair.access_token)).valid
             assert stub.Login(auth_pb2.LoginRequest(username="erin", password="pw-erin-1"))
-        key = short_dir / "keys" / "signing-eddsa.pem"
-        assert key.stat().st_mode & 0o777 == 0o600
+        # The signing key lives in the embedded Redis, sealed under this generated KEK.
+        kek = short_dir / "keys" / "key-encryption.key"
+        assert kek.stat().st_mode & 0o777 == 0o600
         assert (short_dir / "redis" / "appendonlydir").is_dir()
     finally:
         server.send_signal(signal.SIGTERM)
@@ -170,3 +172,26 @@ def test_serve_with_embedded_redis_and_graceful_sigterm(short_dir: Path) -> None
     assert not (short_dir / "redis" / "redis.sock").exists()  # embedded Redis stopped
     # Data persisted: a new embedded Redis still knows the user.
     assert "dave" in cli(env, "user", "list").stdout
+
+
+def test_keys_rotate_and_list_share_the_ring_with_the_server(
+    env: dict[str, str], authsvc_server: Harness, tmp_path: Path
+) -> None:
+    h = authsvc_server
+    (old,) = json.loads(h.stub.GetJwks(auth_pb2.GetJwksRequest()).jwks_json)["keys"]
+    out = cli(env, "keys", "rotate").stdout
+    new = out.split()[1]
+    assert f"key {new} (EdDSA) published; it signs from" in out
+    h.clock.advance(10)  # the server's next read of the ring
+    jwks = json.loads(h.stub.GetJwks(auth_pb2.GetJwksRequest()).jwks_json)
+    assert [k["kid"] for k in jwks["keys"]] == [old["kid"], new]
+    listing = cli(env, "keys", "list").stdout.splitlines()
+    assert [line.split("\t")[:3] for line in listing] == [
+        [old["kid"], "EdDSA", "signing"],
+        [new, "EdDSA", "published"],
+    ]
+    assert "sealed" not in "\n".join(listing) and "PRIVATE" not in "\n".join(listing)
+    pem = tmp_path / "signing.pem"
+    pem.write_bytes(private_key_pem(generate_private_key("EdDSA")))
+    refused = cli(env | {"AUTHSVC_SIGNING_KEY_FILE": str(pem)}, "keys", "rotate", check=False)
+    assert refused.returncode == 2 and "AUTHSVC_SIGNING_KEY_FILE" in refused.stderr

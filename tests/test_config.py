@@ -43,6 +43,9 @@ EXAMPLES: dict[str, tuple[str, Any, str | None]] = {
     "signing_alg": ("es256", "ES256", "RS256"),
     "signing_key_file": ("/etc/authsvc/key.pem", "/etc/authsvc/key.pem", None),
     "verify_key_files": ("a.pem,b.pem", ("a.pem", "b.pem"), None),
+    "key_encryption_key_file": (OTHER_READABLE, OTHER_READABLE, "/nonexistent/kek"),
+    "key_rotation_seconds": ("2592000", 2592000, "-1"),
+    "jwks_cache_seconds": ("300", 300, "0"),
     "log_level": ("debug", "DEBUG", "LOUD"),
     "tls_cert_file": (OTHER_READABLE, OTHER_READABLE, "/nonexistent/cert.pem"),
     "tls_key_file": (OTHER_READABLE, OTHER_READABLE, "/nonexistent/key.pem"),
@@ -193,3 +196,12 @@ def test_a_bad_redis_url_is_named_but_never_echoed() -> None:
     with pytest.raises(ConfigError) as excinfo:
         load_settings(env={"AUTHSVC_REDIS_URL": "http://user:hunter2@redis"})
     assert "AUTHSVC_REDIS_URL" in str(excinfo.value) and "hunter2" not in str(excinfo.value)
+
+
+def test_automatic_rotation_needs_the_ring_and_a_period_past_the_jwks_cache() -> None:
+    with pytest.raises(ConfigError, match="AUTHSVC_SIGNING_KEY_FILE"):
+        load_settings(env={"AUTHSVC_KEY_ROTATION_SECONDS": "86400",
+                           "AUTHSVC_SIGNING_KEY_FILE": "/etc/authsvc/key.pem"})  # fmt: skip
+    with pytest.raises(ConfigError, match="AUTHSVC_JWKS_CACHE_SECONDS"):
+        load_settings(env={"AUTHSVC_KEY_ROTATION_SECONDS": "599"})
+    assert load_settings(env={"AUTHSVC_KEY_ROTATION_SECONDS": "600"}).key_rotation_seconds == 600

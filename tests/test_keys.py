@@ -11,24 +11,49 @@ import jwt
 import pytest
 from authsvc_api.v1 import auth_pb2
 
+from authsvc.config import Settings
 from authsvc.errors import ConfigError
-from authsvc.keys import generate_private_key, load_or_create_keyset, private_key_pem
+from authsvc.keys import generate_private_key, keyset_of, load_file_keyset, private_key_pem
+from authsvc.sealing import DEFAULT_FILE, load_kek
 from tests.harness import HarnessFactory
 
 PASSWORD = "correct horse battery staple"
 
 
-def test_first_start_creates_one_private_key_with_mode_0600(tmp_path: Path) -> None:
+def test_first_start_creates_one_key_encryption_key_with_mode_0600(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    key = generate_private_key("EdDSA")
     with ThreadPoolExecutor(max_workers=8) as pool:
-        sets = list(pool.map(lambda _: load_or_create_keyset(tmp_path, "EdDSA"), range(8)))
-    assert len({ks.signing_kid for ks in sets}) == 1  # concurrent starters agree on one key
-    key_file = tmp_path / "keys" / "signing-eddsa.pem"
-    assert key_file.stat().st_mode & 0o777 == 0o600
-    assert [p.name for p in key_file.parent.iterdir()] == ["signing-eddsa.pem"]
+        keks = list(pool.map(lambda _: load_kek(settings), range(8)))
+    sealed = keks[0].seal(key, b"context")
+    # Concurrent starters agree on one KEK: each opens what another sealed.
+    assert all(kek.open(sealed, b"context") is not None for kek in keks)
+    kek_file = tmp_path / DEFAULT_FILE
+    assert kek_file.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in kek_file.parent.iterdir()] == [kek_file.name]
 
 
-def test_jwks_is_a_public_rfc7517_set(tmp_path: Path) -> None:
-    ks = load_or_create_keyset(tmp_path, "ES256")
+def test_a_seal_opens_only_with_its_kek_and_its_context(tmp_path: Path) -> None:
+    ours = load_kek(Settings(data_dir=tmp_path / "a"))
+    theirs = load_kek(Settings(data_dir=tmp_path / "b"))
+    sealed = ours.seal(generate_private_key("ES256"), b"kid-1")
+    assert ours.open(sealed, b"kid-1") is not None
+    assert ours.open(sealed, b"kid-2") is None
+    assert theirs.open(sealed, b"kid-1") is None
+    assert ours.open("not base64!", b"kid-1") is None
+
+
+def test_a_short_or_unreadable_kek_file_is_a_config_error(tmp_path: Path) -> None:
+    short = tmp_path / "short"
+    short.write_text("too short\n")
+    with pytest.raises(ConfigError, match="AUTHSVC_KEY_ENCRYPTION_KEY_FILE"):
+        load_kek(Settings(key_encryption_key_file=str(short)))
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_kek(Settings(key_encryption_key_file=str(tmp_path / "missing")))
+
+
+def test_jwks_is_a_public_rfc7517_set() -> None:
+    ks = keyset_of(generate_private_key("ES256"))
     jwks = json.loads(ks.jwks_json())
     (key,) = jwks["keys"]
     assert key["kty"] == "EC" and key["crv"] == "P-256" and key["alg"] == "ES256"
@@ -40,9 +65,9 @@ def test_key_of_the_wrong_algorithm_is_a_config_error(tmp_path: Path) -> None:
     pem = tmp_path / "k.pem"
     pem.write_bytes(private_key_pem(generate_private_key("EdDSA")))
     with pytest.raises(ConfigError, match="ES256"):
-        load_or_create_keyset(tmp_path, "ES256", signing_key_file=str(pem))
+        load_file_keyset("ES256", signing_key_file=str(pem))
     with pytest.raises(ConfigError, match="does not exist"):
-        load_or_create_keyset(tmp_path, "EdDSA", signing_key_file=str(tmp_path / "missing.pem"))
+        load_file_keyset("EdDSA", signing_key_file=str(tmp_path / "missing.pem"))
 
 
 def test_es256_tokens_verify_with_the_published_jwks(

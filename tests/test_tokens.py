@@ -3,20 +3,19 @@ what the token is, never for the time it was checked at."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
+import jwt
 import pytest
 
-from authsvc.keys import load_or_create_keyset
+from authsvc.keys import KeySet, StaticKeys, generate_private_key, keyset_of
 from authsvc.tokens import AccessTokenCodec, Invalid, TokenInvalid
 
 NOW = 1_800_000_000.0
 
 
 @pytest.fixture
-def codec(tmp_path: Path) -> AccessTokenCodec:
-    keys = load_or_create_keyset(tmp_path, "EdDSA")
-    return AccessTokenCodec(keys, "authsvc", ["authsvc"], leeway=10)
+def codec() -> AccessTokenCodec:
+    keys = keyset_of(generate_private_key("EdDSA"))
+    return AccessTokenCodec(StaticKeys(keys), "authsvc", ["authsvc"], leeway=10)
 
 
 def mint(codec: AccessTokenCodec, now: float) -> str:
@@ -44,3 +43,30 @@ def test_time_refusals_are_never_remembered(codec: AccessTokenCodec) -> None:
     with pytest.raises(TokenInvalid) as excinfo:
         codec.verify(token, NOW + 3600 + 911)
     assert excinfo.value.reason is Invalid.EXPIRED
+
+
+class SwitchableKeys(StaticKeys):
+    """A provider whose key set the test replaces (as a rotation does)."""
+
+    def use(self, keys: KeySet) -> None:
+        self._keys = keys
+
+
+def test_a_key_set_change_forgets_what_the_caches_remember() -> None:
+    old_key, new_key = generate_private_key("EdDSA"), generate_private_key("EdDSA")
+    both = keyset_of(old_key, [new_key.public_key()])
+    provider = SwitchableKeys(keyset_of(old_key))
+    codec = AccessTokenCodec(provider, "authsvc", ["authsvc"], leeway=10)
+    signer = AccessTokenCodec(StaticKeys(keyset_of(new_key)), "authsvc", ["authsvc"], leeway=10)
+    old_token, new_token = mint(codec, NOW), mint(signer, NOW)
+    assert codec.verify(old_token, NOW).subject == "alice"  # now in the verified cache
+    with pytest.raises(TokenInvalid) as refused:
+        codec.verify(new_token, NOW)  # now in the refused cache
+    assert refused.value.reason is Invalid.UNKNOWN_KEY
+    provider.use(both)  # the new key is published
+    assert codec.verify(new_token, NOW).subject == "alice"
+    provider.use(keyset_of(new_key))  # the old key is removed
+    with pytest.raises(TokenInvalid) as removed:
+        codec.verify(old_token, NOW)
+    assert removed.value.reason is Invalid.UNKNOWN_KEY
+    assert jwt.get_unverified_header(mint(codec, NOW))["kid"] == keyset_of(new_key).signing_kid

@@ -11,7 +11,6 @@ import grpc
 import jwt
 import pytest
 from authsvc_api.v1 import auth_pb2
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from tests.harness import Harness
@@ -36,9 +35,10 @@ def login(authsvc_server: Harness) -> auth_pb2.LoginResponse:
 
 
 def signing_key(h: Harness) -> tuple[Any, str]:
-    pem = (h.settings.data_dir / "keys" / "signing-eddsa.pem").read_bytes()
+    keys = h.server.service.keys.current
     kid = json.loads(h.stub.GetJwks(auth_pb2.GetJwksRequest()).jwks_json)["keys"][0]["kid"]
-    return serialization.load_pem_private_key(pem, password=None), kid
+    assert kid == keys.signing_kid
+    return keys.signing_key, kid
 
 
 def forge(

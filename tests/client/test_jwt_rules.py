@@ -13,7 +13,6 @@ import hashlib
 import hmac
 import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,7 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from jwt.algorithms import get_default_algorithms
 
-from authsvc.keys import KeySet, generate_private_key, load_or_create_keyset
+from authsvc.keys import KeySet, StaticKeys, generate_private_key, keyset_of
 from authsvc.tokens import AccessTokenCodec, TokenInvalid
 
 NOW = 1_800_000_000
@@ -37,14 +36,13 @@ Refusal = Callable[[str], Invalid | None]
 
 
 @pytest.fixture(params=["EdDSA", "ES256"], scope="module")
-def keys(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> KeySet:
-    """A real authsvc key set, as `authsvc serve` creates it."""
-    path: Path = tmp_path_factory.mktemp(f"keys-{request.param}")
-    return load_or_create_keyset(path, request.param)
+def keys(request: pytest.FixtureRequest) -> KeySet:
+    """A real authsvc key set, made as the key ring makes its keys."""
+    return keyset_of(generate_private_key(request.param))
 
 
 def authsvc_refusal(keys: KeySet) -> Refusal:
-    codec = AccessTokenCodec(keys, ISSUER, [AUDIENCE], leeway=LEEWAY)
+    codec = AccessTokenCodec(StaticKeys(keys), ISSUER, [AUDIENCE], leeway=LEEWAY)
 
     def refusal(token: str) -> Invalid | None:
         try:
@@ -230,7 +228,7 @@ def test_every_verifier_accepts_the_same_tokens(refusal: Refusal, keys: KeySet, 
 
 
 def test_every_verifier_accepts_what_authsvc_mints(refusal: Refusal, keys: KeySet) -> None:
-    codec = AccessTokenCodec(keys, ISSUER, [AUDIENCE], leeway=LEEWAY)
+    codec = AccessTokenCodec(StaticKeys(keys), ISSUER, [AUDIENCE], leeway=LEEWAY)
     token, _ = codec.mint(subject="alice", session_id="s1", scopes=["read"], audience=AUDIENCE,
                           client_id="", now=NOW, ttl=900)  # fmt: skip
     assert refusal(token) is None
