@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-PROTO_SRC := protos/authsvc_api/v1/auth.proto
+PROTO_SRC := protos/authsvc_api/v1/auth.proto protos/authsvc_api/v1/admin.proto
 GEN_DIR   := clients
 # mypy-protobuf's plugins write the .pyi type stubs for messages and for the service stubs.
 PROTOC    = $(PY) -m grpc_tools.protoc -I protos \

@@ -23,9 +23,20 @@ from authsvc.tokens import MAX_TOKEN_LENGTH, AccessTokenCodec, TokenInvalid
 
 @dataclasses.dataclass(frozen=True)
 class Admin:
-    """An authenticated administrator; `name` is what audit events record as `by`."""
+    """An authenticated administrator; `name` is what audit events record as `by`, and
+    `source` where the call came from (`Caller.source`)."""
 
     name: str
+    source: str = dataclasses.field(default="", compare=False)
+
+
+#: Who made a change: a caller (the CLI is `LOCAL_OPERATOR`) or an authenticated administrator.
+Actor = Caller | Admin
+
+
+def actor_name(by: Actor) -> str:
+    """What events record as `by`: the administrator's name, else the caller's source."""
+    return by.name if isinstance(by, Admin) else by.source
 
 
 class AdminAuthenticator:
@@ -64,11 +75,11 @@ class AdminAuthenticator:
         """The administrator making this call, or None when it is not one."""
         for identity in caller.tls_identities:
             if identity in self._s.admin_identities:
-                return Admin("mtls:" + identity)
+                return Admin("mtls:" + identity, caller.source)
         if not caller.bearer_token:
             return None
         subject = await self._verified_subject(caller.bearer_token, need_admin_scope=True)
-        return Admin("token:" + subject) if subject else None
+        return Admin("token:" + subject, caller.source) if subject else None
 
     async def _verified_subject(self, token: str, need_admin_scope: bool = False) -> str:
         """The subject of a live, verified token for authsvc itself; "" otherwise."""

@@ -1,14 +1,17 @@
 """The one error hierarchy of authsvc.
 
     AuthsvcError
-    ├── ConfigError            bad configuration value (raised at start)
+    ├── ConfigError            bad configuration value (at start), or a key operation the
+    │                          configuration rules out
     ├── InvalidInput           empty, malformed or oversized request field
     ├── InvalidCredentials     wrong username/password (one generic message)
     ├── InvalidRefreshToken    unknown, expired, rotated, revoked or wrong-type refresh token
     ├── ScopeNotAllowed        scopes asked for that the account may not have
     ├── LoginThrottled         too many failed logins; carries retry_after seconds
     ├── StoreUnavailable       Redis cannot be reached or timed out
-    ├── AccountError           admin operations: user exists / not found
+    ├── AccountError           admin operations on accounts and sessions (a base class)
+    │   ├── AccountExists      the name is taken
+    │   └── NotFound           no such account (or session of it)
     ├── CallerUnauthenticated  an operation needs credentials the call does not carry
     └── NotAuthorized          the caller is known but may not do this
 
@@ -72,7 +75,15 @@ class StoreUnavailable(AuthsvcError):
 
 
 class AccountError(AuthsvcError):
-    """Raised by account administration: duplicate or missing user."""
+    """Raised by account administration when the operation cannot be done."""
+
+
+class AccountExists(AccountError):
+    """Raised when an account is created under a name that is taken."""
+
+
+class NotFound(AccountError):
+    """Raised when an administered account, or a session of it, does not exist."""
 
 
 class CallerUnauthenticated(AuthsvcError):

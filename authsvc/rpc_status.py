@@ -13,8 +13,8 @@ from authsvc import errors
 
 log = logging.getLogger(__name__)
 
-# Only the errors an RPC can raise (ConfigError and AccountError come from start-up and the
-# admin CLI); anything else would be a bug and answers INTERNAL.
+# Only the errors an RPC can raise (AccountError itself is only a base class); anything
+# else would be a bug and answers INTERNAL.
 STATUS_OF: dict[type[errors.AuthsvcError], grpc.StatusCode] = {
     errors.InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
     errors.InvalidCredentials: grpc.StatusCode.UNAUTHENTICATED,
@@ -22,6 +22,11 @@ STATUS_OF: dict[type[errors.AuthsvcError], grpc.StatusCode] = {
     errors.ScopeNotAllowed: grpc.StatusCode.PERMISSION_DENIED,
     errors.LoginThrottled: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.StoreUnavailable: grpc.StatusCode.UNAVAILABLE,
+    errors.AccountExists: grpc.StatusCode.ALREADY_EXISTS,
+    errors.NotFound: grpc.StatusCode.NOT_FOUND,
+    # A key operation the configuration rules out: RotateSigningKeys with file keys, or a
+    # key ring none of whose keys opens with this instance's key-encryption key.
+    errors.ConfigError: grpc.StatusCode.FAILED_PRECONDITION,
     errors.CallerUnauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     errors.NotAuthorized: grpc.StatusCode.PERMISSION_DENIED,
 }

@@ -13,12 +13,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
-from authsvc_api.v1 import auth_pb2, auth_pb2_grpc
+from authsvc_api.v1 import admin_pb2, admin_pb2_grpc, auth_pb2, auth_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from authsvc import logs
+from authsvc.accounts import AccountAdmin
 from authsvc.clock import Clock, system_clock
 from authsvc.config import Settings
 from authsvc.embedded_redis import EmbeddedRedis
@@ -28,6 +29,7 @@ from authsvc.keys import KeyProvider, StaticKeys, load_file_keyset, verification
 from authsvc.passwords import PasswordHasher
 from authsvc.revocation_view import RevocationView
 from authsvc.rpc import AuthServicer
+from authsvc.rpc_admin import AdminServicer
 from authsvc.sealing import load_kek
 from authsvc.service import AuthService
 from authsvc.store import RedisStore
@@ -35,6 +37,7 @@ from authsvc.store import RedisStore
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name
+ADMIN_SERVICE_NAME = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -132,6 +135,7 @@ class AuthServer:
         self.service = AuthService(
             settings, self._store, keys, self._hasher, clock, self.view, sink
         )
+        self.accounts = AccountAdmin(self._store, self._hasher, clock, sink)
         self._health = HealthServicer()
         self._health_wakeup = asyncio.Event()
         self._monitor: asyncio.Task[None] | None = None
@@ -146,9 +150,13 @@ class AuthServer:
         auth_pb2_grpc.add_AuthServiceServicer_to_server(
             AuthServicer(self.service, self._health_wakeup.set), self._server
         )
+        admin_pb2_grpc.add_AdminServiceServicer_to_server(
+            AdminServicer(self.service, self.accounts), self._server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection.enable_server_reflection(
-            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            (SERVICE_NAME, ADMIN_SERVICE_NAME,
+             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
              reflection.SERVICE_NAME),
             self._server,
         )  # fmt: skip

@@ -246,6 +246,7 @@ class AuthService:
             audience=audience,
             client_id=claims.client_id,
             ttl_ms=self._session_ttl_ms(now, exp_s),
+            now_s=int(now),
         )
         if not stored:
             raise InvalidCredentials()

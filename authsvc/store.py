@@ -11,7 +11,8 @@ stay in one Redis Cluster slot):
                                              published_ms, activates_ms, by); see keyring.py
     authsvc:{u:NAME}:s:SID             HASH  cur/prev refresh digests, gu/gb grace window and
                                              sealed answer, old (retired digests), exp, abs,
-                                             scope, aud, cid, rj:<jti> revoked access tokens
+                                             scope, aud, cid, rj:<jti> revoked access tokens,
+                                             created / refreshed (epoch s, admin listing)
 
 A session hash exists exactly as long as the session is alive (its TTL covers the last
 access token issued in it), so Validate's revocation check is one HMGET.
@@ -20,6 +21,7 @@ access token issued in it), so Validate's revocation check is one HMGET.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import dataclasses
 import enum
@@ -27,7 +29,7 @@ import functools
 import json
 import random
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from typing import Any, ParamSpec, TypeVar, cast
+from typing import Any, Generic, ParamSpec, TypeVar, cast
 
 import redis.asyncio as aioredis
 import redis.exceptions
@@ -35,7 +37,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from authsvc import store_scripts
-from authsvc.errors import AccountError, StoreUnavailable
+from authsvc.errors import AccountExists, NotFound, StoreUnavailable
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -129,6 +131,8 @@ class Account:
     pwver: str
     disabled: bool
     scopes: tuple[str, ...]
+    #: Epoch seconds of creation (0 where unknown, e.g. read during login).
+    created: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,6 +151,33 @@ class SessionRecord:
     audience: str
     client_id: str
     absolute_exp: int
+
+
+@dataclasses.dataclass(frozen=True)
+class SessionInfo:
+    """A session as the admin API lists it: when and for what, never a token or digest."""
+
+    session_id: str
+    #: Epoch seconds of the login that opened it (0 for sessions older than this field).
+    created: int
+    #: Epoch seconds of the last refresh; 0 when never refreshed.
+    refreshed: int
+    client_id: str
+    scopes: tuple[str, ...]
+    audience: str
+    refresh_expires_at: int
+    absolute_expires_at: int
+
+
+ItemT = TypeVar("ItemT")
+
+
+@dataclasses.dataclass(frozen=True)
+class Page(Generic[ItemT]):
+    """One page of a listing in a stable order; `next_after` is "" on the last page."""
+
+    items: tuple[ItemT, ...]
+    next_after: str
 
 
 class AddKeyIf(enum.Enum):
@@ -308,10 +339,10 @@ class RedisStore:
     async def create_account(
         self, name: str, kind: AccountKind, pwhash: str, scopes: Sequence[str], now: float
     ) -> None:
-        """Create an account; raises AccountError if the name is taken."""
+        """Create an account; raises AccountExists if the name is taken."""
         created = await self._r.hsetnx(user_key(name), "pwhash", pwhash)
         if not created:
-            raise AccountError(f"account {name!r} already exists")
+            raise AccountExists(f"account {name!r} already exists")
         await self._r.hset(
             user_key(name),
             mapping={
@@ -341,13 +372,13 @@ class RedisStore:
     async def set_scopes(self, name: str, scopes: Sequence[str]) -> None:
         """Replace an account's allowed scopes (existing sessions keep theirs)."""
         if not await self._r.exists(user_key(name)):
-            raise AccountError(f"no account {name!r}")
+            raise NotFound(f"no account {name!r}")
         await self._r.hset(user_key(name), "scopes", " ".join(scopes))
 
     async def change_password(self, name: str, pwhash: str) -> int:
         """Store a new password hash and end every session of `name` atomically.
 
-        Returns how many sessions ended; raises AccountError if there is no such account.
+        Returns how many sessions ended; raises NotFound if there is no such account.
         """
         return await self._update_account_and_revoke(name, "pwhash", pwhash, bump_pwver=True)
 
@@ -376,7 +407,7 @@ class RedisStore:
             ],
         )
         if int(n) < 0:
-            raise AccountError(f"no account {name!r}")
+            raise NotFound(f"no account {name!r}")
         await self._events_flushed()
         return int(n)
 
@@ -422,11 +453,12 @@ class RedisStore:
         audience: str,
         client_id: str,
         ttl_ms: int,
+        now_s: int,
     ) -> bool:
         """Store a new session; False if the account was disabled or changed meanwhile."""
         keys = [user_key(name), fails_key(name), sessions_key(name), session_key(name, sid)]
         args: list[Any] = [pwver, digest, exp_s, abs_s, " ".join(scopes), audience, client_id]
-        args += [ttl_ms, sid]
+        args += [ttl_ms, sid, now_s]
         return bool(await self._idempotent(lambda: self._login_finish(keys=keys, args=args)))
 
     @_store_call
@@ -528,18 +560,23 @@ class RedisStore:
         await self._events_flushed()
 
     @_store_call
-    async def revoke_session(self, name: str, sid: str) -> None:
-        """End a session: its refresh token and every access token issued in it."""
+    async def revoke_session(self, name: str, sid: str) -> bool:
+        """End a session: its refresh token and every access token issued in it.
 
-        async def op() -> None:
+        Returns whether the session still existed.
+        """
+
+        async def op() -> bool:
             async with self._r.pipeline(transaction=True) as pipe:
                 pipe.delete(session_key(name, sid))
                 pipe.srem(sessions_key(name), sid)
                 pipe.publish(REVOCATIONS_CHANNEL, session_ended_event(name, sid))
-                await pipe.execute()
+                deleted, _, _ = await pipe.execute()
+                return bool(deleted)
 
-        await self._idempotent(op)
+        existed = await self._idempotent(op)
         await self._events_flushed()
+        return existed
 
     @_store_call
     async def revoke_user(self, name: str) -> int:
@@ -563,6 +600,53 @@ class RedisStore:
         if revoked:
             await self._events_flushed()
         return revoked
+
+    # -- admin API: listings (sorted, paged by the last key returned) -----------------
+
+    @_store_call
+    async def list_accounts_page(self, after: str, limit: int) -> Page[Account]:
+        """At most `limit` accounts whose names sort after `after`, in name order.
+
+        Reads the whole name index (one SMEMBERS) and only the page's accounts.
+        """
+
+        async def op() -> Page[Account]:
+            names = sorted(cast(set[str], await self._r.smembers(USERS_INDEX)))
+            start = bisect.bisect_right(names, after)
+            chunk = names[start : start + limit]
+            async with self._r.pipeline(transaction=False) as pipe:
+                for name in chunk:
+                    pipe.hgetall(user_key(name))
+                rows = cast(list[dict[str, str]], await pipe.execute())
+            accounts = tuple(_account(n, row) for n, row in zip(chunk, rows, strict=True) if row)
+            more = start + limit < len(names)
+            return Page(accounts, chunk[-1] if more and chunk else "")
+
+        return await self._idempotent(op)
+
+    @_store_call
+    async def list_sessions_page(self, name: str, after: str, limit: int) -> Page[SessionInfo]:
+        """At most `limit` live sessions of `name` whose ids sort after `after`, in id order.
+
+        The index may still list sessions that ended; they are skipped.
+        """
+
+        async def op() -> Page[SessionInfo]:
+            sids = sorted(cast(set[str], await self._r.smembers(sessions_key(name))))
+            i = bisect.bisect_right(sids, after)
+            found: list[SessionInfo] = []
+            while i < len(sids) and len(found) < limit:
+                chunk = sids[i : i + limit - len(found)]
+                async with self._r.pipeline(transaction=False) as pipe:
+                    for sid in chunk:
+                        pipe.hmget(session_key(name, sid), *_SESSION_FIELDS)
+                    rows = cast(list[list[str | None]], await pipe.execute())
+                live = zip(chunk, rows, strict=True)
+                found += [_session(sid, row) for sid, row in live if row[0] is not None]
+                i += len(chunk)
+            return Page(tuple(found), sids[i - 1] if i < len(sids) else "")
+
+        return await self._idempotent(op)
 
     # -- signing-key ring (see keyring.py; private keys arrive and leave sealed) ---------
 
@@ -588,6 +672,23 @@ class RedisStore:
             await self._idempotent(lambda: self._r.hdel(SIGNING_KEYS, *kids))
 
 
+_SESSION_FIELDS = ("cur", "created", "refreshed", "cid", "scope", "aud", "exp", "abs")
+
+
+def _session(sid: str, row: list[str | None]) -> SessionInfo:
+    _, created, refreshed, cid, scope, aud, exp, abs_s = row
+    return SessionInfo(
+        session_id=sid,
+        created=_int(created),
+        refreshed=_int(refreshed),
+        client_id=cid or "",
+        scopes=tuple((scope or "").split()),
+        audience=aud or "",
+        refresh_expires_at=_int(exp),
+        absolute_expires_at=_int(abs_s),
+    )
+
+
 def _account_kind(stored: str) -> AccountKind:
     """The kind of a stored account; anything unknown is the least privileged, a user."""
     return AccountKind.CLIENT if stored == AccountKind.CLIENT.value else AccountKind.USER
@@ -601,4 +702,13 @@ def _account(name: str, data: dict[str, str]) -> Account:
         pwver=data.get("pwver", "1"),
         disabled=data.get("disabled") == "1",
         scopes=tuple(data.get("scopes", "").split()),
+        created=_int(data.get("created")),
     )
+
+
+def _int(stored: str | None) -> int:
+    """A stored integer field; 0 when absent (or not a number: never raise on old data)."""
+    try:
+        return int(stored or 0)
+    except ValueError:
+        return 0

@@ -30,8 +30,9 @@ return {'ok', u[1] or '', u[2] or '', u[3] or '', u[4] or '', u[5] or ''}
 """
 
 # KEYS: user, fails, sessions, session. ARGV: pwver, digest, exp_s, abs_s, scope, aud, cid,
-# ttl_ms, sid. Creates the session only if the account is still enabled and its password
-# unchanged since it was checked; resets the failure count; prunes some ended sessions.
+# ttl_ms, sid, now_s (the session's `created`, for the admin API). Creates the session only
+# if the account is still enabled and its password unchanged since it was checked; resets
+# the failure count; prunes some ended sessions.
 LOGIN_FINISH = """
 redis.call('DEL', KEYS[2])
 local u = redis.call('HMGET', KEYS[1], 'disabled', 'pwver')
@@ -39,7 +40,7 @@ if not u[2] or u[1] == '1' or u[2] ~= ARGV[1] then
   return 0
 end
 redis.call('HSET', KEYS[4], 'cur', ARGV[2], 'exp', ARGV[3], 'abs', ARGV[4],
-  'scope', ARGV[5], 'aud', ARGV[6], 'cid', ARGV[7])
+  'scope', ARGV[5], 'aud', ARGV[6], 'cid', ARGV[7], 'created', ARGV[10])
 redis.call('PEXPIRE', KEYS[4], ARGV[8])
 local prefix = string.sub(KEYS[4], 1, #KEYS[4] - #ARGV[9])
 -- Prune a bounded random sample of ended sessions: O(1) per login however many piled up.
@@ -96,8 +97,9 @@ if which == 'cur' then
   local old = s[5] or ''
   if s[2] then old = string.sub(s[2], 1, 32) .. old end
   old = string.sub(old, 1, 32 * tonumber(ARGV[9]))
+  -- `refreshed` (epoch seconds) is what the admin API lists as "last refreshed".
   redis.call('HSET', KEYS[1], 'cur', ARGV[3], 'prev', presented, 'gu', ARGV[4],
-    'gb', ARGV[5], 'old', old, 'exp', ARGV[6])
+    'gb', ARGV[5], 'old', old, 'exp', ARGV[6], 'refreshed', tostring(math.floor(now / 1000)))
   for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
     -- rj:<jti> holds the time after which that token fails verification anyway.
     if string.sub(f, 1, 3) == 'rj:' and tonumber(redis.call('HGET', KEYS[1], f)) * 1000 < now then
