@@ -103,16 +103,18 @@ class AccountChanged(Event):
 
 @dataclasses.dataclass(frozen=True)
 class KeyRotated(Event):
-    """A new signing key was added to the key ring (published now, signing later).
+    """A new signing key was added to the key ring: published now, it takes over from
+    `previous_kid` one JWKS cache period later (kids are RFC 7638 thumbprints, public).
 
     `by` is the administrator (`local` for the CLI), or `schedule` for automatic rotation;
-    `source` is where the call came from.
+    `source` is where the call came from. No account is concerned.
     """
 
     name: ClassVar[str] = "key_rotated"
     kid: str
-    by: str
     source: str
+    by: str
+    previous_kid: str = ""
 
 
 class EventSink(Protocol):

@@ -230,7 +230,7 @@ class KeyRing:
             added = await self._add(
                 now, AddKeyIf.ROTATION_DUE, by="schedule", source="authsvc",
                 due_before_ms=now_ms - self._rotation_ms,
-                activates_ms=now_ms + self._prepublish_ms,
+                activates_ms=now_ms + self._prepublish_ms, after=list(self._keys.values()),
             )  # fmt: skip
             if added is not None:
                 self._keys[added.kid] = added
@@ -288,8 +288,12 @@ class KeyRing:
         source: str,
         due_before_ms: int = 0,
         activates_ms: int | None = None,
+        after: Iterable[RingKey] = (),
     ) -> RingKey | None:
-        """Create, seal and add a key if `condition` holds; the key if it was added."""
+        """Create, seal and add a key if `condition` holds; the key if it was added.
+
+        `after`: the ring's keys; the event names the one the new key takes over from.
+        """
         now_ms = int(now * 1000)
         private_key = self._first_key() if condition is AddKeyIf.RING_EMPTY else None
         private_key = private_key or generate_private_key(self._alg)
@@ -300,7 +304,9 @@ class KeyRing:
         if not await self._store.add_signing_key(record, condition, due_before_ms):
             return None
         if condition is not AddKeyIf.RING_EMPTY:  # a first key replaces nothing
-            self._events.emit(events.KeyRotated(vk.kid, by, source))
+            latest = max(after, key=lambda k: (k.activates_ms, k.published_ms, k.kid), default=None)
+            previous = latest.kid if latest is not None else ""
+            self._events.emit(events.KeyRotated(vk.kid, source, by, previous))
         log.info("signing key %s added", vk.kid, extra={"event": "key_added"})
         return RingKey(vk.kid, vk.alg, private_key, now_ms, activates)
 
@@ -332,14 +338,15 @@ class KeyRing:
         """
         now = self._clock()
         records = await self._records(now)
-        if not any(self._open(record) for record in records):
+        opened = [key for key in map(self._open, records) if key is not None]
+        if not opened:
             raise ConfigError(
                 "this key-encryption key opens none of the ring's keys: a key sealed under "
                 "it would be useless to the servers (AUTHSVC_KEY_ENCRYPTION_KEY_FILE)"
             )
         activates = int(now * 1000) + self._prepublish_ms
         key = await self._add(
-            now, AddKeyIf.ALWAYS, by=by, source=source, activates_ms=activates
+            now, AddKeyIf.ALWAYS, by=by, source=source, activates_ms=activates, after=opened
         )
         assert key is not None  # ALWAYS adds
         self._read_at = -math.inf  # this instance publishes it with its next answer

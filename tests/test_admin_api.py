@@ -332,7 +332,8 @@ def test_rotate_publishes_a_new_key_that_signs_one_cache_period_later(admin: Adm
     after = json.loads(h.stub.GetJwks(auth_pb2.GetJwksRequest()).jwks_json)["keys"]
     assert [k["kid"] for k in after] == [before[0]["kid"], key.kid]
     rotated = [e for e in h.events.events if isinstance(e, events.KeyRotated)]
-    assert rotated == [events.KeyRotated(key.kid, "token:root", "127.0.0.1")]
+    previous = before[0]["kid"]
+    assert rotated == [events.KeyRotated(key.kid, "127.0.0.1", "token:root", previous)]
 
 
 def test_rotate_is_refused_while_keys_come_from_files(

@@ -345,7 +345,8 @@ def test_automatic_rotation_adds_one_key_per_period(authsvc_server_factory: Harn
     jwks_kids(a), jwks_kids(b)  # both find it due; one adds the key
     assert len(jwks_kids(a)) == 2 and jwks_kids(a) == jwks_kids(b)
     rotated = [e for h in (a, b) for e in h.events.events if isinstance(e, events.KeyRotated)]
-    assert [(e.by, e.source) for e in rotated] == [("schedule", "authsvc")]
+    (event,) = rotated
+    assert (event.by, event.source, event.previous_kid) == ("schedule", "authsvc", first[0])
 
 
 def test_redis_down_at_start_delays_the_keys_not_the_start(
