@@ -117,6 +117,7 @@ def _csv(raw: str) -> tuple[str, ...]:
 
 _TEXT = Parser(_nonempty, "a non-empty string")
 _LISTEN = Parser(_listen, "HOST:PORT, e.g. 127.0.0.1:50051")
+_OPTIONAL_LISTEN = Parser(lambda raw: _listen(raw) if raw else "", "HOST:PORT, or empty")
 _REDIS_URL = Parser(_redis_url, "a redis://, rediss:// or unix:// URL, or empty")
 _DIRECTORY = Parser(lambda raw: Path(_nonempty(raw)).expanduser(), "a directory path")
 _PATH = Parser(str, "a file path, or empty")
@@ -283,6 +284,9 @@ class Settings:
         _CSV,
         "mTLS client identities (URI/DNS SAN, else CN) that are administrators",
         default=(),
+    )
+    metrics_listen: str = _setting(
+        _OPTIONAL_LISTEN, "HOST:PORT of the Prometheus /metrics endpoint (empty: none)", default=""
     )
 
     @property

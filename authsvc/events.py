@@ -27,6 +27,9 @@ class RefreshOutcome(enum.Enum):
     GRACE_REPLAY = "grace_replay"
     REUSE_DETECTED = "reuse_detected"
     REFUSED = "refused"
+    """The session exists but the token is not its current one (or the session ended)."""
+    UNKNOWN = "unknown"
+    """The token names no live session (malformed, or its session is gone)."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,10 +12,17 @@ import contextlib
 import os
 import secrets
 import threading
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import argon2
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from authsvc.telemetry import NULL_TELEMETRY, Telemetry
+
+T = TypeVar("T")
 
 MAX_SECRET_BYTES = 1024
 
@@ -34,7 +41,12 @@ def _lower_priority() -> None:
 
 
 class PasswordHasher:
-    """argon2id hashing and verification, run in a bounded thread pool."""
+    """argon2id hashing and verification, run in a bounded thread pool.
+
+    `telemetry` hears of each job entering the queue and leaving it (the server wiring
+    sets it): whatever queues hashing jobs calls `hash_queued`, then exactly one of
+    `hash_started(waited)` or `hash_abandoned`.
+    """
 
     def __init__(self, memory_kib: int, time_cost: int, parallelism: int, threads: int) -> None:
         self._hasher = argon2.PasswordHasher(
@@ -48,6 +60,7 @@ class PasswordHasher:
         )
         # A real hash of a random secret: verifying against it costs what a real check costs.
         self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(32))
+        self.telemetry: Telemetry = NULL_TELEMETRY
 
     def hash(self, secret: str) -> str:
         """Hash a password (blocking; used by admin commands)."""
@@ -71,13 +84,29 @@ class PasswordHasher:
 
     async def verify_async(self, stored_hash: str | None, secret: str) -> bool:
         """`verify` in the thread pool, so the event loop keeps serving other calls."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self.verify, stored_hash, secret)
+        return await self._queued(self.verify, stored_hash, secret)
 
     async def hash_async(self, secret: str) -> str:
         """`hash` in the thread pool."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self.hash, secret)
+        return await self._queued(self.hash, secret)
+
+    async def _queued(self, job: Callable[..., T], *args: Any) -> T:
+        """Run `job` in the pool, telling `telemetry` how long it waited for a thread."""
+        telemetry, queued_at = self.telemetry, time.monotonic()
+
+        def run() -> T:
+            telemetry.hash_started(time.monotonic() - queued_at)
+            return job(*args)
+
+        telemetry.hash_queued()
+        try:
+            future = self._pool.submit(run)
+        except RuntimeError:  # the pool is shut down
+            telemetry.hash_abandoned()
+            raise
+        # A job cancelled before a thread took it never runs: it leaves the queue here.
+        future.add_done_callback(lambda f: telemetry.hash_abandoned() if f.cancelled() else None)
+        return await asyncio.wrap_future(future)
 
     def close(self) -> None:
         """Stop the thread pool."""

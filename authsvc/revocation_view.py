@@ -42,6 +42,7 @@ from authsvc_client.cache import LruCache
 from redis.asyncio.connection import parse_url
 
 from authsvc.store import REVOCATIONS_CHANNEL
+from authsvc.telemetry import NULL_TELEMETRY, Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,11 @@ class _FeedProtocol(asyncio.Protocol):
 
 
 class RevocationView:
-    """Positive cache of (subject, session, token id) known alive, invalidated by events."""
+    """Positive cache of (subject, session, token id) known alive, invalidated by events.
+
+    `telemetry` hears when the subscription becomes live or is lost (the server wiring
+    sets it).
+    """
 
     def __init__(
         self,
@@ -104,6 +109,7 @@ class RevocationView:
         self._stopping = False
         self._transport: asyncio.Transport | None = None
         self._state_changed: asyncio.Condition | None = None
+        self.telemetry: Telemetry = NULL_TELEMETRY
 
     # -- the hot path -------------------------------------------------------------------
 
@@ -185,6 +191,7 @@ class RevocationView:
                 self._clear()
                 self._live = True
                 log.info("revocation feed live", extra={"event": "revocation_feed_up"})
+                self.telemetry.revocation_feed(True)
                 self._announce()
         elif isinstance(reply, Exception):  # e.g. NOAUTH: never trust this feed
             log.warning("revocation feed refused: %s", type(reply).__name__)
@@ -230,6 +237,8 @@ class RevocationView:
         asyncio.get_running_loop().create_task(notify())
 
     def _set_dead(self) -> None:
+        if self._live:
+            self.telemetry.revocation_feed(False)
         if self._live and not self._stopping:
             log.warning("revocation feed lost; validating against Redis directly",
                         extra={"event": "revocation_feed_down"})  # fmt: skip

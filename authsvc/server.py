@@ -1,5 +1,6 @@
 """Server wiring: the grpc.aio server with AuthService, health and reflection, the Redis
-health monitor, graceful shutdown, and `--workers N` processes sharing one port."""
+health monitor, metrics, graceful shutdown, and `--workers N`
+processes sharing one port."""
 
 from __future__ import annotations
 
@@ -23,9 +24,16 @@ from authsvc.accounts import AccountAdmin
 from authsvc.clock import Clock, system_clock
 from authsvc.config import Settings
 from authsvc.embedded_redis import EmbeddedRedis
-from authsvc.events import EventSink
+from authsvc.events import EventSink, Fanout
 from authsvc.keyring import KeyRing
 from authsvc.keys import KeyProvider, StaticKeys, load_file_keyset, verification_public_keys
+from authsvc.metrics import (
+    Metrics,
+    MetricsEndpoint,
+    forget_process,
+    multiprocess_dir,
+    multiprocess_registry,
+)
 from authsvc.passwords import PasswordHasher
 from authsvc.revocation_view import RevocationView
 from authsvc.rpc import AuthServicer
@@ -33,6 +41,7 @@ from authsvc.rpc_admin import AdminServicer
 from authsvc.sealing import load_kek
 from authsvc.service import AuthService
 from authsvc.store import RedisStore
+from authsvc.telemetry import NULL_TELEMETRY, Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +118,12 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
 
 
 class AuthServer:
-    """One grpc.aio server process: AuthService + health + reflection over one Redis."""
+    """One grpc.aio server process: AuthService + health + reflection over one Redis.
+
+    Domain events go to the metrics when `metrics_listen` is set, and to `sink` (tests
+    record them). `serve_metrics=False` (a worker of `--workers N`)
+    keeps the metrics but leaves serving them to the supervisor.
+    """
 
     def __init__(
         self,
@@ -120,11 +134,21 @@ class AuthServer:
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
         reuse_port: bool = False,
         sink: EventSink | None = None,
+        serve_metrics: bool = True,
     ) -> None:
         self.settings = settings
+        self.metrics = Metrics() if settings.metrics_listen else None
+        telemetry: Telemetry = self.metrics or NULL_TELEMETRY
+        sinks: list[EventSink] = [s for s in (self.metrics, sink) if s is not None]
+        self.sink = Fanout(sinks)
+        self._serve_metrics = serve_metrics and self.metrics is not None
+        self._metrics_endpoint: MetricsEndpoint | None = None
+        self.metrics_port = 0
         self._store = make_store(settings, redis_url)
+        self._store.telemetry = telemetry
         self._hasher = make_hasher(settings)
-        keys = make_key_provider(settings, self._store, clock, sink)
+        self._hasher.telemetry = telemetry
+        keys = make_key_provider(settings, self._store, clock, self.sink)
         self.view = (
             RevocationView(
                 redis_url, settings.health_interval_seconds, settings.redis_connect_timeout
@@ -132,10 +156,16 @@ class AuthServer:
             if settings.revocation_view
             else None
         )
+        if self.view is not None:
+            self.view.telemetry = telemetry
+        self._telemetry = telemetry
         self.service = AuthService(
-            settings, self._store, keys, self._hasher, clock, self.view, sink
-        )
-        self.accounts = AccountAdmin(self._store, self._hasher, clock, sink)
+            settings, self._store, keys, self._hasher, clock, self.view, self.sink,
+            telemetry=telemetry,
+        )  # fmt: skip
+        self.accounts = AccountAdmin(self._store, self._hasher, clock, self.sink)
+        if self.metrics is not None:  # outermost, so it times every other interceptor too
+            interceptors = [self.metrics.interceptor, *interceptors]
         self._health = HealthServicer()
         self._health_wakeup = asyncio.Event()
         self._monitor: asyncio.Task[None] | None = None
@@ -182,6 +212,12 @@ class AuthServer:
             self.port = self._server.add_secure_port(self.settings.listen, credentials)
         if self.port == 0:
             raise OSError(f"cannot listen on {self.settings.listen}")
+        if self._serve_metrics:
+            assert self.metrics is not None
+            self._metrics_endpoint = MetricsEndpoint(
+                self.settings.metrics_listen, self.metrics.registry
+            )
+            self.metrics_port = self._metrics_endpoint.port
         await self._set_health(await self.service.healthy())
         await self._server.start()
         self._monitor = asyncio.create_task(self._monitor_redis())
@@ -206,6 +242,7 @@ class AuthServer:
             up = await self.service.healthy()
             if up != last:
                 await self._set_health(up)
+                self._telemetry.redis_up(up)
                 log.log(
                     logging.INFO if up else logging.WARNING,
                     "redis %s",
@@ -242,17 +279,22 @@ class AuthServer:
                     await task
         await self._store.close()
         self._hasher.close()
+        if self._metrics_endpoint is not None:
+            self._metrics_endpoint.stop()
 
     async def wait(self) -> None:
         """Block until the server stops."""
         await self._server.wait_for_termination()
 
 
-async def _serve_until_signal(settings: Settings, redis_url: str, reuse_port: bool) -> None:
-    server = AuthServer(settings, redis_url, reuse_port=reuse_port)
+async def _serve_until_signal(settings: Settings, redis_url: str, worker: bool) -> None:
+    server = AuthServer(settings, redis_url, reuse_port=worker, serve_metrics=not worker)
     port = await server.start()
     host = settings.listen.rpartition(":")[0]
     log.info("serving on %s:%d", host, port, extra={"event": "serving"})
+    if server.metrics_port:
+        log.info("metrics on %s:%d", settings.metrics_listen.rpartition(":")[0],
+                 server.metrics_port, extra={"event": "metrics"})  # fmt: skip
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -264,7 +306,7 @@ async def _serve_until_signal(settings: Settings, redis_url: str, reuse_port: bo
 
 def _worker(settings: Settings, redis_url: str) -> None:
     logs.configure(settings.log_level)
-    asyncio.run(_serve_until_signal(settings, redis_url, reuse_port=True))
+    asyncio.run(_serve_until_signal(settings, redis_url, worker=True))
 
 
 def run(settings: Settings) -> None:
@@ -291,7 +333,7 @@ def run(settings: Settings) -> None:
     print("create a first user with:  .venv/bin/authsvc user add alice", flush=True)
     try:
         if settings.workers == 1:
-            asyncio.run(_serve_until_signal(settings, redis_url, reuse_port=False))
+            asyncio.run(_serve_until_signal(settings, redis_url, worker=False))
         else:
             _run_workers(settings, redis_url)
     finally:
@@ -300,6 +342,22 @@ def run(settings: Settings) -> None:
 
 
 def _run_workers(settings: Settings, redis_url: str) -> None:
+    if not settings.metrics_listen:
+        _supervise(settings, redis_url, None)
+        return
+    # Every worker writes its values to files there; this process serves their sum.
+    with multiprocess_dir() as path:
+        endpoint = MetricsEndpoint(settings.metrics_listen, multiprocess_registry(path))
+        log.info("metrics of %d workers on %s:%d", settings.workers,
+                 settings.metrics_listen.rpartition(":")[0], endpoint.port,
+                 extra={"event": "metrics"})  # fmt: skip
+        try:
+            _supervise(settings, redis_url, path)
+        finally:
+            endpoint.stop()
+
+
+def _supervise(settings: Settings, redis_url: str, metrics_dir: str | None) -> None:
     ctx = multiprocessing.get_context("spawn")
     worker_settings = dataclasses.replace(settings, workers=1)
     procs = [
@@ -318,6 +376,8 @@ def _run_workers(settings: Settings, redis_url: str) -> None:
     signal.signal(signal.SIGINT, forward)
     for proc in procs:
         proc.join()
+        if metrics_dir is not None and proc.pid is not None:
+            forget_process(proc.pid, metrics_dir)
 
 
 def _describe(url: str) -> str:

@@ -40,6 +40,7 @@ from authsvc.store import (
     token_revoked_event,
     user_ended_event,
 )
+from authsvc.telemetry import NULL_TELEMETRY, Telemetry
 from authsvc.tokens import (
     MAX_TOKEN_LENGTH,
     AccessClaims,
@@ -139,9 +140,11 @@ class AuthService:
         clock: Clock = system_clock,
         view: RevocationView | None = None,
         sink: events.EventSink | None = None,
+        telemetry: Telemetry = NULL_TELEMETRY,
     ) -> None:
         self._s = settings
         self._events: events.EventSink = sink or events.NullSink()
+        self._telemetry = telemetry
         self._view = view
         self._store = store
         self._hasher = hasher
@@ -296,12 +299,15 @@ class AuthService:
         await self._follow_keys()
         presented = parse_refresh_token(refresh_token)
         if presented is None or not NAME_RE.fullmatch(presented.subject):
+            self._events.emit(
+                events.Refreshed("", caller.source, "", events.RefreshOutcome.UNKNOWN)
+            )
             raise InvalidRefreshToken()
         name, sid = presented.subject, presented.session_id
-        grant = self._grants.get((name, sid)) or await self._read_grant(name, sid)
+        grant = self._grants.get((name, sid)) or await self._read_grant(name, sid, caller)
         outcome, answer = await self._rotate(refresh_token, presented, grant, narrowed)
         if outcome is RotateOutcome.REGRANT:  # the remembered grant is not the session's
-            grant = await self._read_grant(name, sid)
+            grant = await self._read_grant(name, sid, caller)
             outcome, answer = await self._rotate(refresh_token, presented, grant, narrowed)
         if outcome.ended_session:
             self._grants.pop((name, sid))
@@ -324,10 +330,13 @@ class AuthService:
             sid,
         )
 
-    async def _read_grant(self, name: str, sid: str) -> SessionRecord:
+    async def _read_grant(self, name: str, sid: str, caller: Caller) -> SessionRecord:
         """The session's grant from Redis, remembered (it never changes)."""
         grant = await self._store.get_session(name, sid)
         if grant is None:
+            self._events.emit(
+                events.Refreshed(name, caller.source, sid, events.RefreshOutcome.UNKNOWN)
+            )
             raise InvalidRefreshToken()
         self._remember_grant(name, sid, grant)
         return grant
@@ -413,19 +422,25 @@ class AuthService:
         try:
             claims = self._codec.verify(access_token, self._clock(), audience)
         except TokenInvalid as exc:
+            self._telemetry.validated(exc.reason)
             return Validation(False, exc.reason)
         if required_scopes and not set(required_scopes) <= set(claims.scopes):
+            self._telemetry.validated(Invalid.INSUFFICIENT_SCOPE)
             return Validation(False, Invalid.INSUFFICIENT_SCOPE)
         view = self._view
         if view is not None and view.is_alive(claims.subject, claims.session_id, claims.token_id):
+            self._telemetry.validated(None, view_hit=True)
             return Validation(True, None, claims)
         generation = view.generation if view is not None else 0
+        view_hit = False if view is not None else None
         if not await self._store.is_access_token_live(
             claims.subject, claims.session_id, claims.token_id
         ):
+            self._telemetry.validated(Invalid.REVOKED, view_hit)
             return Validation(False, Invalid.REVOKED)
         if view is not None:
             view.remember(claims.subject, claims.session_id, claims.token_id, generation)
+        self._telemetry.validated(None, view_hit)
         return Validation(True, None, claims)
 
     # -- Revoke -----------------------------------------------------------------------

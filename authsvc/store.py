@@ -38,6 +38,7 @@ from redis.backoff import NoBackoff
 
 from authsvc import store_scripts
 from authsvc.errors import AccountExists, NotFound, StoreUnavailable
+from authsvc.telemetry import NULL_TELEMETRY, StoreErrorKind, Telemetry
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -231,6 +232,12 @@ class StoredSigningKey:
 _UNAVAILABLE_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
 
+def _error_kind(exc: BaseException) -> StoreErrorKind:
+    if isinstance(exc, (redis.exceptions.TimeoutError, TimeoutError)):
+        return StoreErrorKind.TIMEOUT
+    return StoreErrorKind.CONNECTION
+
+
 def _store_call(func: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
     """Convert Redis failures into `StoreUnavailable` at the storage boundary."""
 
@@ -241,20 +248,28 @@ def _store_call(func: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, A
         except _UNAVAILABLE_ERRORS as exc:
             store = args[0]
             if isinstance(store, RedisStore):
+                store.telemetry.store_failed(func.__name__, _error_kind(exc))
                 await store.drop_idle_connections()
             raise StoreUnavailable() from exc
         except redis.exceptions.RedisError as exc:  # READONLY, LOADING, OOM, ...
+            store = args[0]
+            if isinstance(store, RedisStore):
+                store.telemetry.store_failed(func.__name__, StoreErrorKind.SERVER)
             raise StoreUnavailable(f"token store error: {type(exc).__name__}") from exc
 
     return wrapper
 
 
 class RedisStore:
-    """Async storage of accounts, sessions and revocations."""
+    """Async storage of accounts, sessions and revocations.
+
+    `telemetry` hears of every failed operation (the server wiring sets it).
+    """
 
     def __init__(self, client: aioredis.Redis, retries: int = 2) -> None:
         self._r = client
         self._retries = retries
+        self.telemetry: Telemetry = NULL_TELEMETRY
         self._login_begin = client.register_script(store_scripts.LOGIN_BEGIN)
         self._login_finish = client.register_script(store_scripts.LOGIN_FINISH)
         self._rotate = client.register_script(store_scripts.ROTATE)

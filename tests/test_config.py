@@ -67,6 +67,7 @@ EXAMPLES: dict[str, tuple[str, Any, str | None]] = {
     "grace_shutdown_seconds": ("30", 30.0, "-1"),
     "admin_scope": ("ops:admin", "ops:admin", " "),
     "admin_identities": ("spiffe://a, b", ("spiffe://a", "b"), None),
+    "metrics_listen": ("[::1]:9464", "[::1]:9464", "9464"),
 }  # fmt: skip
 
 
