@@ -33,6 +33,7 @@ import grpc
 from authsvc_api.v1 import auth_pb2, auth_pb2_grpc
 from google.protobuf import json_format
 
+from authsvc import audit
 from authsvc.accounts import AccountAdmin
 from authsvc.caller import LOCAL_OPERATOR
 from authsvc.config import Settings, add_flags, env_name, flag_values, load_settings
@@ -155,9 +156,12 @@ async def _with_store(settings: Settings, action: Callable[[RedisStore], Awaitab
 def _admin(settings: Settings, args: argparse.Namespace) -> None:
     hasher = make_hasher(settings)
     name = args.name if getattr(args, "name", None) is not None else ""
+    # Account changes made here are audited like the server's, in the same trail.
+    audit.configure(settings.audit_log)
+    trail = audit.AuditSink(os_user=audit.current_os_user())
 
     async def act(store: RedisStore) -> None:
-        admin = AccountAdmin(store, hasher)
+        admin = AccountAdmin(store, hasher, sink=trail)
         if args.command == "client":
             secret = await admin.add_client(name, _csv(args.scopes))
             print(f"client {name} created; its secret (shown once, store it safely):")

@@ -90,6 +90,15 @@ def _listen(raw: str) -> str:
     return raw
 
 
+def _appendable_file(raw: str) -> str:
+    if not raw:
+        return ""
+    target = raw if os.path.exists(raw) else os.path.dirname(raw) or "."
+    if os.path.isdir(raw) or not os.access(target, os.W_OK):
+        raise ValueError
+    return raw
+
+
 def _redis_url(raw: str) -> str:
     if raw and not raw.startswith(("redis://", "rediss://", "unix://")):
         raise ValueError
@@ -123,6 +132,7 @@ _DIRECTORY = Parser(lambda raw: Path(_nonempty(raw)).expanduser(), "a directory 
 _PATH = Parser(str, "a file path, or empty")
 _READABLE_FILE = Parser(_readable_file, "a readable file, or empty")
 _CSV = Parser(_csv, "a comma-separated list")
+_APPENDABLE_FILE = Parser(_appendable_file, "a file path in a writable directory, or empty")
 _BOOLEAN = Parser(_boolean, "true or false")
 
 _DECLARATION = "authsvc.setting"
@@ -287,6 +297,9 @@ class Settings:
     )
     metrics_listen: str = _setting(
         _OPTIONAL_LISTEN, "HOST:PORT of the Prometheus /metrics endpoint (empty: none)", default=""
+    )
+    audit_log: str = _setting(
+        _APPENDABLE_FILE, "file the audit trail is appended to (empty: stderr)", default=""
     )
 
     @property

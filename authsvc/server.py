@@ -1,5 +1,5 @@
 """Server wiring: the grpc.aio server with AuthService, health and reflection, the Redis
-health monitor, metrics, graceful shutdown, and `--workers N`
+health monitor, the audit trail and metrics, graceful shutdown, and `--workers N`
 processes sharing one port."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from authsvc import logs
+from authsvc import audit, logs
 from authsvc.accounts import AccountAdmin
 from authsvc.clock import Clock, system_clock
 from authsvc.config import Settings
@@ -120,8 +120,8 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
 class AuthServer:
     """One grpc.aio server process: AuthService + health + reflection over one Redis.
 
-    Domain events go to the metrics when `metrics_listen` is set, and to `sink` (tests
-    record them). `serve_metrics=False` (a worker of `--workers N`)
+    Domain events go to the audit trail, to the metrics when `metrics_listen` is set, and
+    to `sink` (tests record them). `serve_metrics=False` (a worker of `--workers N`)
     keeps the metrics but leaves serving them to the supervisor.
     """
 
@@ -139,7 +139,8 @@ class AuthServer:
         self.settings = settings
         self.metrics = Metrics() if settings.metrics_listen else None
         telemetry: Telemetry = self.metrics or NULL_TELEMETRY
-        sinks: list[EventSink] = [s for s in (self.metrics, sink) if s is not None]
+        sinks: list[EventSink] = [audit.AuditSink()]
+        sinks += [s for s in (self.metrics, sink) if s is not None]
         self.sink = Fanout(sinks)
         self._serve_metrics = serve_metrics and self.metrics is not None
         self._metrics_endpoint: MetricsEndpoint | None = None
@@ -306,12 +307,14 @@ async def _serve_until_signal(settings: Settings, redis_url: str, worker: bool) 
 
 def _worker(settings: Settings, redis_url: str) -> None:
     logs.configure(settings.log_level)
+    audit.configure(settings.audit_log)
     asyncio.run(_serve_until_signal(settings, redis_url, worker=True))
 
 
 def run(settings: Settings) -> None:
     """Run the server (and its embedded Redis when no URL is set) until SIGTERM/SIGINT."""
     logs.configure(settings.log_level)
+    audit.configure(settings.audit_log)
     embedded = EmbeddedRedis(settings.data_dir) if settings.uses_embedded_redis else None
     redis_url = embedded.start() if embedded else settings.redis_url
     if embedded:

@@ -19,6 +19,8 @@ from authsvc.errors import ConfigError
 README = Path(__file__).resolve().parents[1] / "README.md"
 # Readable files: the TLS settings only check that (the server loads the PEM later).
 READABLE, OTHER_READABLE = str(Path(__file__).resolve()), str(README)
+# A file that a writable directory could hold (the audit trail; only checked, not created).
+NEW_FILE = str(Path(__file__).resolve().parent / "audit-example.log")
 # The TLS settings are valid only together, so each setting is tried with them all set.
 BASE_ENV = {
     "AUTHSVC_TLS_CERT_FILE": READABLE,
@@ -68,6 +70,7 @@ EXAMPLES: dict[str, tuple[str, Any, str | None]] = {
     "admin_scope": ("ops:admin", "ops:admin", " "),
     "admin_identities": ("spiffe://a, b", ("spiffe://a", "b"), None),
     "metrics_listen": ("[::1]:9464", "[::1]:9464", "9464"),
+    "audit_log": (NEW_FILE, NEW_FILE, "/nonexistent/audit.log"),
 }  # fmt: skip
 
 
