@@ -13,12 +13,14 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import IO
 
 import grpc
 import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client.parser import text_string_to_metric_families
 
 
 class BenchSetupError(RuntimeError):
@@ -223,6 +225,17 @@ def rss_kib(pid: int) -> int:
     except OSError:
         return 0
     return 0
+
+
+def metrics_sample(listen: str, name: str, labels: dict[str, str]) -> float:
+    """One sample of a server's `/metrics` (0 when absent)."""
+    with urllib.request.urlopen(f"http://{listen}/metrics", timeout=10) as reply:
+        text = reply.read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    return 0.0
 
 
 def server_env(redis_url: str, data_dir: Path, listen: str) -> dict[str, str]:

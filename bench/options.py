@@ -27,6 +27,7 @@ class Options:
     session_logins: int
     argon2_seconds: float
     micro_seconds: float
+    metrics_rounds: int
     generator: str
     install: bool
     profile: bool
@@ -126,6 +127,7 @@ def parse(argv: Sequence[str] | None = None) -> Options:
         session_logins=int(pick(args.session_logins, 200, 40)),
         argon2_seconds=3.0 if quick else 6.0,
         micro_seconds=2.0 if quick else 6.0,
+        metrics_rounds=1 if quick else 2,
         generator=args.generator,
         install=args.install,
         profile=args.profile,

@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from bench import results as r
 from bench.results import BenchResults
 from bench.targets import Target
 
@@ -67,6 +68,15 @@ def extras_lines(res: BenchResults) -> list[str]:
             f"local verification +{sv.local_overhead_us:.0f} us, local + Validate RPC "
             f"+{sv.remote_overhead_us:.0f} us ({sv.ratio:.1f}x); calls {sv.bare_us:.0f} / "
             f"{sv.local_us:.0f} / {sv.remote_us:.0f} us without / local / remote"
+        )
+    if res.metrics_direct_us is not None:
+        on = res.find(r.VALIDATE_METRICS_ON)
+        share = ""
+        if on and on.rps:
+            share = f", {res.metrics_direct_us * on.rps / 1e4:.1f}% of a Validate at its rate"
+        out.append(
+            f"- metrics, timed directly: +{res.metrics_direct_us:.1f} us per Validate "
+            f"(server interceptor and domain counters){share}"
         )
     mem = res.session_memory
     if mem is not None:

@@ -18,6 +18,8 @@ REFRESH = "Refresh"
 LOGIN = "Login"
 MIXED = "Mixed"
 RSS_RUN = "Validate x N (RSS)"
+VALIDATE_METRICS_OFF = "Validate (valid), metrics off"
+VALIDATE_METRICS_ON = "Validate (valid), metrics on"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +55,8 @@ class BenchResults:
     server_verify: ServerVerifyCost | None = None
     interceptor: list[InterceptorCost] = dataclasses.field(default_factory=list)
     rss: RssGrowth | None = None
+    #: Microseconds metrics add to one Validate, timed directly (bench.metrics_cost).
+    metrics_direct_us: float | None = None
     #: workload -> {"self" | "total": [(function, percent of samples)]}
     profile: dict[str, dict[str, list[tuple[str, float]]]] = dataclasses.field(default_factory=dict)
     notes: list[str] = dataclasses.field(default_factory=list)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
 from collections.abc import Sequence
 from typing import Any
 
@@ -60,6 +61,26 @@ class LoadResult:
         data = dataclasses.asdict(self)
         data["rps"] = round(self.rps, 1)
         return data
+
+
+def combined(name: str, results: Sequence[LoadResult]) -> LoadResult:
+    """Several runs of one workload as one row: calls and time summed (so the rate is
+    over all of them), latencies the medians of the runs' percentiles."""
+    first = results[0]
+    rates = ", ".join(f"{r.rps:,.0f}" for r in results)
+    return LoadResult(
+        name=name,
+        generator=first.generator,
+        workers=first.workers,
+        concurrency=first.concurrency,
+        seconds=sum(r.seconds for r in results),
+        requests=sum(r.requests for r in results),
+        errors=sum(r.errors for r in results),
+        wrong=sum(r.wrong for r in results),
+        p50_ms=statistics.median(r.p50_ms for r in results),
+        p99_ms=statistics.median(r.p99_ms for r in results),
+        notes=[f"{len(results)} runs, req/s {rates}", *(n for r in results for n in r.notes)],
+    )
 
 
 def latency_summary(latencies_ms: list[float]) -> tuple[float, float]:

@@ -27,17 +27,26 @@ from bench import (
     argon2_rate,
     h2load,
     interceptor,
+    metrics_cost,
     profile,
     server_verify,
     session_memory,
 )
 from bench import results as names
 from bench.checks import Probe, health_probe, login_probe, run_probes, validate_probe
-from bench.cluster import RedisServer, ServerProcess, add_client, add_user, free_port, server_env
+from bench.cluster import (
+    RedisServer,
+    ServerProcess,
+    add_client,
+    add_user,
+    free_port,
+    metrics_sample,
+    server_env,
+)
 from bench.options import Options
 from bench.results import BenchResults, RssGrowth
 from bench.runner import H2Target, Runner, summary
-from bench.stats import LoadResult
+from bench.stats import LoadResult, combined
 from bench.workloads import Account, WorkloadSpec
 
 SCOPES = "read,write"
@@ -99,6 +108,7 @@ class Bench:
             self._single_process(server, redis, work)
         finally:
             server.stop()
+        self._phase("metrics cost", lambda: self._metrics_cost(env, work))
         if self.opts.scale_workers > 1:
             self._phase("--workers scaling", lambda: self._scaling(env, work))
 
@@ -405,6 +415,51 @@ class Bench:
             on_line=lambda s: self.say("  " + s),
         )
         return run.finish(result, before, run_probes(probes))
+
+    def _metrics_cost(self, env: dict[str, str], work: Path) -> None:
+        """Validate on two fresh servers, equal but for AUTHSVC_METRICS_LISTEN, in
+        alternating runs (off, on, on, off, ...: drift on a noisy machine cancels out),
+        then the same cost timed directly."""
+        metrics_listen = f"127.0.0.1:{free_port()}"
+        shapes = {
+            names.VALIDATE_METRICS_OFF: {},
+            names.VALIDATE_METRICS_ON: {"AUTHSVC_METRICS_LISTEN": metrics_listen},
+        }
+        self.say("starting two fresh servers, metrics off and on ...")
+        servers = {
+            name: ServerProcess(
+                {**env, **extra, "AUTHSVC_LISTEN": f"127.0.0.1:{free_port()}"}, 1,
+                work / f"server-metrics-{'on' if extra else 'off'}.log",
+            )
+            for name, extra in shapes.items()
+        }  # fmt: skip
+        runs: dict[str, list[LoadResult]] = {name: [] for name in shapes}
+        try:
+            for server in servers.values():
+                server.start()
+            valid = WorkloadSpec("validate", token=self._token)
+            valid_h2 = H2Target(_VALIDATE_PATH, auth_pb2.ValidateRequest(access_token=self._token))
+            off, on = names.VALIDATE_METRICS_OFF, names.VALIDATE_METRICS_ON
+            for name in [off, on, on, off] * self.opts.metrics_rounds:
+                run = self._runner(servers[name].target, 1, work)
+                probes = self._probes(servers[name].target)["valid"]
+                runs[name].append(run.constant(name, valid_h2, valid, probes))
+            counted = metrics_sample(
+                metrics_listen, "authsvc_validations_total", {"reason": "valid"}
+            )
+        finally:
+            for server in servers.values():
+                server.stop()
+        for name, results in runs.items():
+            self.res.runs.append(combined(name, results))
+        served = sum(r.requests for r in runs[on])
+        self.res.runs[-1].notes.append(
+            f"/metrics counted {counted:,.0f} valid Validate answers ({served:,} in the "
+            "measured windows; warm-ups and checked samples are the rest)"
+        )
+        self.say(f"  metrics on/off: {summary(self.res.runs[-1])} vs {summary(self.res.runs[-2])}")
+        self.res.metrics_direct_us = metrics_cost.direct_us(self.opts.micro_seconds)
+        self.say(f"  metrics timed directly: {self.res.metrics_direct_us:.1f} us per Validate")
 
     def _scaling(self, env: dict[str, str], work: Path) -> None:
         n = self.opts.scale_workers

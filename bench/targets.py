@@ -95,6 +95,17 @@ def evaluate(res: BenchResults, scale_workers: int) -> list[Target]:
         out.append(Target("--workers scaling", "recorded, not a target", measured, INFO))
     else:
         out.append(Target("--workers scaling", "recorded, not a target", "not measured", NOT_RUN))
+    off, on = res.find(r.VALIDATE_METRICS_OFF), res.find(r.VALIDATE_METRICS_ON)
+    out.append(
+        _ratio_target(
+            "Metrics cost",
+            "Validate with metrics on >= 0.95 x off (alternating runs)",
+            on.rps / off.rps if on and off and off.rps else None,
+            0.95,
+            True,
+            f"{on.rps:.0f} vs {off.rps:.0f} req/s, {on.generator}" if on and off else "",
+        )
+    )
     mem = res.session_memory
     out.append(
         Target(
