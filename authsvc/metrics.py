@@ -43,10 +43,6 @@ HASH_WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 
 
 _OK = grpc.StatusCode.OK.name
 _GRPC_LABELS = ("grpc_type", "grpc_service", "grpc_method")
-_LOGIN_FAILURES = {
-    events.LoginFailure.BAD_CREDENTIALS: "bad_credentials",
-    events.LoginFailure.DENIED_SCOPE: "denied_scope",
-}
 
 #: An RPC behaviour as grpc hands it over (typed loosely by grpc's stubs).
 Behavior = Callable[..., Any]
@@ -77,8 +73,9 @@ class Metrics:
             buckets=HANDLING_BUCKETS,
             registry=r,
         )
-        self.logins = Counter("authsvc_logins", "Login attempts by outcome.", ("outcome",),
-                              registry=r)  # fmt: skip
+        self.logins = Counter(
+            "authsvc_logins", "Login attempts by outcome.", ("outcome",), registry=r
+        )
         self.refreshes = Counter(
             "authsvc_refreshes", "Refresh calls by outcome.", ("outcome",), registry=r
         )
@@ -89,9 +86,11 @@ class Metrics:
             registry=r,
         )
         self.revocations = Counter(
-            "authsvc_revocations", "Revocations that took effect, by scope.", ("scope",),
+            "authsvc_revocations",
+            "Revocations that took effect, by scope.",
+            ("scope",),
             registry=r,
-        )  # fmt: skip
+        )
         self.account_changes = Counter(
             "authsvc_account_changes", "Account changes by action.", ("action",), registry=r
         )
@@ -141,17 +140,18 @@ class Metrics:
         )
         # Every label value exists from the start, so rate() and alerts see zeros, not gaps;
         # the children are kept so the hot path does no label lookup.
-        self._logins = {o: self.logins.labels(o) for o in ("ok", "throttled",
-                                                           *_LOGIN_FAILURES.values())}  # fmt: skip
+        outcomes = ("ok", "throttled", *(f.value for f in events.LoginFailure))
+        self._logins = {o: self.logins.labels(o) for o in outcomes}
         self._refreshes = {o: self.refreshes.labels(o.value) for o in events.RefreshOutcome}
         self._validations: dict[Invalid | None, Any] = {None: self.validations.labels("valid")}
         self._validations.update({r: self.validations.labels(r.value) for r in Invalid})
-        self._revocations = {s: self.revocations.labels(s) for s in ("token", "session", "user")}
+        for scope in ("token", "session", "user"):
+            self.revocations.labels(scope)
         self._view_hit = self.view_lookups.labels("hit")
         self._view_miss = self.view_lookups.labels("miss")
         self._handlers: dict[type[events.Event], Callable[[Any], None]] = {
             events.LoginSucceeded: lambda e: self._logins["ok"].inc(),
-            events.LoginFailed: lambda e: self._logins[_LOGIN_FAILURES[e.reason]].inc(),
+            events.LoginFailed: lambda e: self._logins[e.reason.value].inc(),
             events.LoginThrottled: lambda e: self._logins["throttled"].inc(),
             events.Refreshed: lambda e: self._refreshes[e.outcome].inc(),
             events.Revoked: lambda e: self.revocations.labels(e.what).inc(),
@@ -350,8 +350,9 @@ class MetricsEndpoint:
             address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
 
         try:
-            self._httpd = make_server(host, int(port), make_wsgi_app(registry), Server,
-                                      handler_class=_QuietHandler)  # fmt: skip
+            self._httpd = make_server(
+                host, int(port), make_wsgi_app(registry), Server, handler_class=_QuietHandler
+            )
         except OSError as exc:
             raise OSError(f"cannot serve metrics on {listen}: {exc.strerror}") from None
         self.port: int = self._httpd.server_port

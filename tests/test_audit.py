@@ -76,9 +76,10 @@ def key_material(data_dir: Path) -> list[str]:
     key = serialization.load_pem_private_key(pem, password=None)
     assert isinstance(key, Ed25519PrivateKey)
     raw = key.private_bytes(
-        serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+        serialization.Encoding.Raw,
+        serialization.PrivateFormat.Raw,
         serialization.NoEncryption(),
-    )  # fmt: skip
+    )
     body = [line for line in pem.decode().splitlines() if line and not line.startswith("-----")]
     return [*body, base64.urlsafe_b64encode(raw).decode().rstrip("="), raw.hex()]
 
@@ -101,8 +102,9 @@ def test_a_scripted_attack_is_traced_and_no_secret_is_written(tmp_path: Path) ->
     admin_err = ""
     try:
         for name, pw in (("alice", ALICE_PW), ("bob", BOB_PW)):
-            admin_err += cli(env, "user", "add", name, "--password-stdin",
-                             stdin=f"{pw}\n{pw}\n").stderr  # fmt: skip
+            admin_err += cli(
+                env, "user", "add", name, "--password-stdin", stdin=f"{pw}\n{pw}\n"
+            ).stderr
         created = cli(env, "client", "add", "billing", "--scopes", "invoices")
         client_secret = created.stdout.strip().splitlines()[-1]
         admin_err += created.stderr
@@ -128,13 +130,23 @@ def test_a_scripted_attack_is_traced_and_no_secret_is_written(tmp_path: Path) ->
     me = current_os_user()
 
     def changed(account: str, action: str, ended: int = 0) -> dict[str, Any]:
-        return {"event": "account_changed", "account": account, "source": "local",
-                "action": action, "by": "local", "sessions_ended": ended,
-                "os_user": me}  # fmt: skip
+        return {
+            "event": "account_changed",
+            "account": account,
+            "source": "local",
+            "action": action,
+            "by": "local",
+            "sessions_ended": ended,
+            "os_user": me,
+        }
 
     def failed(account: str) -> dict[str, Any]:
-        return {"event": "login_failed", "account": account, "source": LOCAL,
-                "reason": "bad_credentials"}  # fmt: skip
+        return {
+            "event": "login_failed",
+            "account": account,
+            "source": LOCAL,
+            "reason": "bad_credentials",
+        }
 
     def session_event(event: str, account: str, sid: str, **more: Any) -> dict[str, Any]:
         return {"event": event, "account": account, "source": LOCAL, "session": sid, **more}
@@ -171,9 +183,7 @@ def test_a_scripted_attack_is_traced_and_no_secret_is_written(tmp_path: Path) ->
     assert not leaked, f"{len(leaked)} secrets written"
 
 
-def attack(
-    stub: auth_pb2_grpc.AuthServiceStub, client_secret: str, tokens: list[str]
-) -> list[str]:
+def attack(stub: auth_pb2_grpc.AuthServiceStub, client_secret: str, tokens: list[str]) -> list[str]:
     """The scripted attack and the victims' own calls; returns the sessions opened."""
 
     def login(name: str, password: str) -> auth_pb2.LoginResponse:

@@ -73,9 +73,13 @@ def wait_for(port: int, ready: Callable[[Samples], bool], timeout: float = 30) -
 
 def handled(samples: Samples, method: str, code: str, service: str = AUTH) -> float:
     return value(
-        samples, "grpc_server_handled_total", grpc_type="unary", grpc_service=service,
-        grpc_method=method, grpc_code=code,
-    )  # fmt: skip
+        samples,
+        "grpc_server_handled_total",
+        grpc_type="unary",
+        grpc_service=service,
+        grpc_method=method,
+        grpc_code=code,
+    )
 
 
 def expect(code: grpc.StatusCode, call: Callable[[], Any]) -> None:
@@ -127,22 +131,38 @@ def test_a_scripted_flow_is_counted_exactly(authsvc_server_factory: HarnessFacto
     h.revoke(h.login("alice", PASSWORD).access_token, auth_pb2.REVOKE_SCOPE_USER)
 
     m = scrape(h.server.metrics_port)
-    logins = {o: value(m, "authsvc_logins_total", outcome=o)
-              for o in ("ok", "bad_credentials", "throttled", "denied_scope")}  # fmt: skip
+    logins = {
+        o: value(m, "authsvc_logins_total", outcome=o)
+        for o in ("ok", "bad_credentials", "throttled", "denied_scope")
+    }
     assert logins == {"ok": 4, "bad_credentials": 2, "throttled": 1, "denied_scope": 1}
-    refreshes = {o: value(m, "authsvc_refreshes_total", outcome=o) for o in
-                 ("rotated", "grace_replay", "reuse_detected", "refused", "unknown")}  # fmt: skip
+    refreshes = {
+        o: value(m, "authsvc_refreshes_total", outcome=o)
+        for o in ("rotated", "grace_replay", "reuse_detected", "refused", "unknown")
+    }
     assert refreshes == {
-        "rotated": 1, "grace_replay": 1, "reuse_detected": 1, "refused": 1, "unknown": 2
-    }  # fmt: skip
+        "rotated": 1,
+        "grace_replay": 1,
+        "reuse_detected": 1,
+        "refused": 1,
+        "unknown": 2,
+    }
     validations = {
         labels[0][1]: n for (name, labels), n in m.items() if name == "authsvc_validations_total"
     }
     assert validations == {
-        "valid": 2, "malformed": 1, "insufficient_scope": 1, "revoked": 1, "bad_signature": 0,
-        "expired": 0, "not_yet_valid": 0, "wrong_type": 0, "wrong_audience": 0,
-        "wrong_issuer": 0, "unknown_key": 0,
-    }  # fmt: skip
+        "valid": 2,
+        "malformed": 1,
+        "insufficient_scope": 1,
+        "revoked": 1,
+        "bad_signature": 0,
+        "expired": 0,
+        "not_yet_valid": 0,
+        "wrong_type": 0,
+        "wrong_audience": 0,
+        "wrong_issuer": 0,
+        "unknown_key": 0,
+    }
     assert value(m, "authsvc_revocation_view_lookups_total", result="hit") == 1
     assert value(m, "authsvc_revocation_view_lookups_total", result="miss") == 2
     assert value(m, "authsvc_revocation_view_live") == 1
@@ -155,11 +175,15 @@ def test_a_scripted_flow_is_counted_exactly(authsvc_server_factory: HarnessFacto
     assert value(m, "authsvc_password_hash_queue_depth") == 0
 
     calls = {
-        ("Login", "OK"): 4, ("Login", "UNAUTHENTICATED"): 2,
-        ("Login", "RESOURCE_EXHAUSTED"): 1, ("Login", "PERMISSION_DENIED"): 1,
-        ("Refresh", "OK"): 2, ("Refresh", "UNAUTHENTICATED"): 4,
-        ("Validate", "OK"): 5, ("Revoke", "OK"): 3,
-    }  # fmt: skip
+        ("Login", "OK"): 4,
+        ("Login", "UNAUTHENTICATED"): 2,
+        ("Login", "RESOURCE_EXHAUSTED"): 1,
+        ("Login", "PERMISSION_DENIED"): 1,
+        ("Refresh", "OK"): 2,
+        ("Refresh", "UNAUTHENTICATED"): 4,
+        ("Validate", "OK"): 5,
+        ("Revoke", "OK"): 3,
+    }
     for (method, code), n in calls.items():
         assert handled(m, method, code) == n, (method, code)
     for method in ("Login", "Refresh", "Validate", "Revoke"):
@@ -183,11 +207,16 @@ def test_streams_are_counted_by_type_and_a_cancelled_one_as_cancelled(
     asked = iter([reflection_pb2.ServerReflectionRequest(list_services="")])
     (answer,) = reflection.ServerReflectionInfo(asked, timeout=10)  # to its end: OK
     assert answer.list_services_response.service
-    watched = {"grpc_type": "server_stream", "grpc_service": "grpc.health.v1.Health",
-               "grpc_method": "Watch"}  # fmt: skip
-    reflected = {"grpc_type": "bidi_stream",
-                 "grpc_service": "grpc.reflection.v1alpha.ServerReflection",
-                 "grpc_method": "ServerReflectionInfo"}  # fmt: skip
+    watched = {
+        "grpc_type": "server_stream",
+        "grpc_service": "grpc.health.v1.Health",
+        "grpc_method": "Watch",
+    }
+    reflected = {
+        "grpc_type": "bidi_stream",
+        "grpc_service": "grpc.reflection.v1alpha.ServerReflection",
+        "grpc_method": "ServerReflectionInfo",
+    }
     ends = [
         ("grpc_server_handled_total", tuple(sorted({**watched, "grpc_code": "CANCELLED"}.items()))),
         ("grpc_server_handled_total", tuple(sorted({**reflected, "grpc_code": "OK"}.items()))),
@@ -295,14 +324,21 @@ def test_with_two_workers_the_counts_of_both_processes_are_summed(tmp_path: Path
         PROMETHEUS_MULTIPROC_DIR=str(values),
     )
     subprocess.run(
-        [AUTHSVC_BIN, "user", "add", "alice", "--password-stdin"], env=env, check=True,
-        input=f"{PASSWORD}\n{PASSWORD}\n", text=True, capture_output=True, timeout=60,
-    )  # fmt: skip
+        [AUTHSVC_BIN, "user", "add", "alice", "--password-stdin"],
+        env=env,
+        check=True,
+        input=f"{PASSWORD}\n{PASSWORD}\n",
+        text=True,
+        capture_output=True,
+        timeout=60,
+    )
     with (tmp_path / "server.log").open("w") as log:
         server = subprocess.Popen(
-            [AUTHSVC_BIN, "serve", "--workers", "2"], env=env, stdout=log,
+            [AUTHSVC_BIN, "serve", "--workers", "2"],
+            env=env,
+            stdout=log,
             stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        )
     try:
         target = f"127.0.0.1:{port}"
         with grpc.insecure_channel(target) as channel:
