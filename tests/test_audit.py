@@ -70,9 +70,21 @@ def cli(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.Complete
     return result
 
 
-def key_material(data_dir: Path) -> list[str]:
+def signing_key_file(path: Path) -> Path:
+    """A fresh Ed25519 signing key in a PEM file (0600), as an operator would provide it."""
+    pem = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    path.write_bytes(pem)
+    path.chmod(0o600)
+    return path
+
+
+def key_material(key_file: Path) -> list[str]:
     """The signing key as it could leak: PEM body lines, raw bytes in base64url and hex."""
-    pem = (data_dir / "keys" / "signing-eddsa.pem").read_bytes()
+    pem = key_file.read_bytes()
     key = serialization.load_pem_private_key(pem, password=None)
     assert isinstance(key, Ed25519PrivateKey)
     raw = key.private_bytes(
@@ -92,6 +104,7 @@ def test_a_scripted_attack_is_traced_and_no_secret_is_written(tmp_path: Path) ->
     env = env_without_authsvc_settings(
         AUTHSVC_REDIS_URL=redis.url,
         AUTHSVC_DATA_DIR=str(tmp_path / "data"),
+        AUTHSVC_SIGNING_KEY_FILE=str(signing_key_file(tmp_path / "signing.pem")),
         AUTHSVC_LISTEN=f"127.0.0.1:{port}",
         AUTHSVC_AUDIT_LOG=str(trail),
         AUTHSVC_LOG_LEVEL="DEBUG",
@@ -118,7 +131,7 @@ def test_a_scripted_attack_is_traced_and_no_secret_is_written(tmp_path: Path) ->
                 server.wait(timeout=30)
         admin_err += cli(env, "user", "disable", "bob").stderr
         secrets = [ALICE_PW, BOB_PW, *GUESSES, client_secret, *tokens]
-        secrets += key_material(tmp_path / "data")
+        secrets += key_material(tmp_path / "signing.pem")
     finally:
         redis.stop()
     assert server.returncode == 0
