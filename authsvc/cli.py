@@ -9,12 +9,14 @@
     authsvc login NAME [--password-stdin] [--audience A] [--scope S ...] [--ca F [--cert F --key F]]
     authsvc validate TOKEN [--audience A] [--scope S ...]
     authsvc refresh TOKEN
-    authsvc revoke TOKEN [--what token|session|user]
+    authsvc revoke TOKEN [--what token|session|user] [--bearer-token-file F]
 
 Admin commands reach the same Redis as the server from the same configuration (the
 embedded default included), directly: they need no running server, and `keys rotate`
 needs the same key-encryption key as the servers. TOKEN may be `-` to read it from stdin
 (keeps it out of `ps`).
+Ending a session or a user's sessions with an access token takes an administrator: pass an
+admin access token with --bearer-token-file, or connect with an allow-listed certificate.
 """
 
 from __future__ import annotations
@@ -100,6 +102,12 @@ def _parser() -> argparse.ArgumentParser:
         parser.add_argument("--ca", default=None, help="PEM CA bundle: connect with TLS")
         parser.add_argument("--cert", default=None, help="PEM client certificate (mTLS)")
         parser.add_argument("--key", default=None, help="PEM client key (mTLS)")
+        parser.add_argument(
+            "--bearer-token-file",
+            default=None,
+            help="file holding an access token to send as `authorization: Bearer` "
+            "(an administrator's, to end other sessions with an access token)",
+        )
 
     login = sub.add_parser("login", help="log in; prints the token pair as JSON")
     login.add_argument("name")
@@ -244,8 +252,22 @@ def _channel(target: str, args: argparse.Namespace) -> grpc.Channel:
     return grpc.secure_channel(target, credentials)
 
 
+def _metadata(args: argparse.Namespace) -> tuple[tuple[str, str], ...]:
+    """`authorization: Bearer <token>` from --bearer-token-file, if given."""
+    if not args.bearer_token_file:
+        return ()
+    try:
+        token = Path(args.bearer_token_file).read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AuthsvcError(f"cannot read {args.bearer_token_file}: {exc}") from None
+    if not token:
+        raise AuthsvcError(f"{args.bearer_token_file} holds no token")
+    return (("authorization", "Bearer " + token),)
+
+
 def _call(settings: Settings, args: argparse.Namespace) -> None:
     target = args.target or settings.listen
+    metadata = _metadata(args)
     with _channel(target, args) as channel:
         stub = auth_pb2_grpc.AuthServiceStub(channel)
         response: Any
@@ -256,7 +278,7 @@ def _call(settings: Settings, args: argparse.Namespace) -> None:
                     username=args.name, password=password, audience=args.audience,
                     scopes=args.scope,
                 ),
-                timeout=30,
+                timeout=30, metadata=metadata,
             )  # fmt: skip
         elif args.command == "validate":
             response = stub.Validate(
@@ -264,12 +286,13 @@ def _call(settings: Settings, args: argparse.Namespace) -> None:
                     access_token=_token_arg(args.token), audience=args.audience,
                     required_scopes=args.scope,
                 ),
-                timeout=10,
+                timeout=10, metadata=metadata,
             )  # fmt: skip
         elif args.command == "refresh":
             response = stub.Refresh(
                 auth_pb2.RefreshRequest(refresh_token=_token_arg(args.token), scopes=args.scope),
                 timeout=10,
+                metadata=metadata,
             )
         else:
             response = stub.Revoke(
@@ -277,6 +300,7 @@ def _call(settings: Settings, args: argparse.Namespace) -> None:
                     token=_token_arg(args.token), scope=_REVOKE_SCOPES[args.what]
                 ),
                 timeout=10,
+                metadata=metadata,
             )
         print(json.dumps(json_format.MessageToDict(response), indent=2))
 

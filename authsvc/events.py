@@ -20,6 +20,15 @@ class LoginFailure(enum.Enum):
     DENIED_SCOPE = "denied_scope"
 
 
+class RevokeRefusal(enum.Enum):
+    """Why a Revoke of a real token ended nothing."""
+
+    NOT_ADMINISTRATOR = "not_administrator"
+    """An access token asked to end its session or user, from a caller not an administrator."""
+    STALE_REFRESH_TOKEN = "stale_refresh_token"
+    """A refresh token retired past the grace window (or expired, to end all sessions)."""
+
+
 class RefreshOutcome(enum.Enum):
     """What a Refresh did."""
 
@@ -90,6 +99,19 @@ class Revoked(Event):
     session_id: str
     what: str
     by: str
+
+
+@dataclasses.dataclass(frozen=True)
+class RevokeRefused(Event):
+    """A Revoke that would have ended a session or a user's sessions was refused: someone
+    holds a token they may not use for that (`what`: session or user)."""
+
+    name: ClassVar[str] = "revoke_refused"
+    account: str
+    source: str
+    session_id: str
+    what: str
+    reason: RevokeRefusal
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,15 +15,17 @@ from collections.abc import Sequence
 from authsvc_client.cache import LruCache
 
 from authsvc import events, grace
-from authsvc.admin_auth import AdminAuthenticator
+from authsvc.admin_auth import Admin, AdminAuthenticator
 from authsvc.caller import UNKNOWN_CALLER, Caller
 from authsvc.clock import Clock, system_clock
 from authsvc.config import Settings
 from authsvc.errors import (
+    CallerUnauthenticated,
     InvalidCredentials,
     InvalidInput,
     InvalidRefreshToken,
     LoginThrottled,
+    NotAuthorized,
     ScopeNotAllowed,
     StoreUnavailable,
 )
@@ -34,6 +36,7 @@ from authsvc.revocation_view import RevocationView
 from authsvc.store import (
     AccountKind,
     RedisStore,
+    RevokeOutcome,
     RotateOutcome,
     SessionRecord,
     session_ended_event,
@@ -60,6 +63,11 @@ log = logging.getLogger(__name__)
 NAME_RE = re.compile(r"[A-Za-z0-9._@-]{1,128}")
 SCOPE_RE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]{1,128}")  # RFC 6749 scope-token
 MAX_SCOPES = 64
+_NEEDS_ADMIN = (
+    "ending a session or all of a user's sessions takes the session's refresh token "
+    "or an administrator (an admin access token in the authorization metadata, or an "
+    "allow-listed client certificate)"
+)
 _GRANT_CACHE_SIZE = 100_000
 _REFRESH_OUTCOMES = {
     RotateOutcome.ROTATED: events.RefreshOutcome.ROTATED,
@@ -449,8 +457,17 @@ class AuthService:
         """Revoke a token, its session or its user. Unknown or invalid tokens are a no-op
         (RFC 7009); only tokens this service issued can revoke anything.
 
+        An access token alone revokes only itself: access tokens travel to every resource
+        service and end up in logs. Ending its session or its user takes the session's
+        live refresh token (the holder's own credential), or an administrator caller
+        (`AdminAuthenticator`).
+
         Raises:
             InvalidInput: empty or oversized token.
+            NotAuthorized: SESSION or USER with a live access token, from a caller that is
+                not an administrator.
+            CallerUnauthenticated: the same, with an `authorization` token that is not a
+                live one (so an administrator learns their own token is the problem).
             StoreUnavailable: the revocation could not be stored.
         """
         if not token:
@@ -459,20 +476,7 @@ class AuthService:
             raise InvalidInput("token is too long")
         await self._follow_keys()
         if looks_like_refresh_token(token):
-            parsed = parse_refresh_token(token)
-            if parsed is None or not NAME_RE.fullmatch(parsed.subject):
-                return
-            everything = what is RevokeWhat.USER
-            if await self._store.revoke_by_refresh(
-                parsed.subject, parsed.session_id, token_digest(token), everything
-            ):
-                self._apply(
-                    user_ended_event(parsed.subject)
-                    if everything
-                    else session_ended_event(parsed.subject, parsed.session_id)
-                )
-                ended = RevokeWhat.USER if everything else RevokeWhat.SESSION
-                self._revoked(parsed.subject, parsed.session_id, ended, caller)
+            await self._revoke_by_refresh(token, what, caller)
             return
         now = self._clock()
         try:
@@ -480,11 +484,13 @@ class AuthService:
         except TokenInvalid:
             return  # expired, forged or malformed: nothing to revoke
         sub, sid = claims.subject, claims.session_id
+        by = caller.source
         if what is not RevokeWhat.TOKEN:
             # Only a live token may end sessions: a revoked one (or one of an ended
             # session) must not log its user out of the sessions opened since.
             if not await self._store.is_access_token_live(sub, sid, claims.token_id):
                 return
+            by = (await self._admin_to_revoke(caller, sub, sid, what)).name
         if what is RevokeWhat.USER:
             await self._store.revoke_user(sub)
             self._apply(user_ended_event(sub))
@@ -496,12 +502,54 @@ class AuthService:
             until = claims.expires_at + self._s.leeway_seconds
             await self._store.revoke_access_token(sub, sid, claims.token_id, until)
             self._apply(token_revoked_event(sub, sid, claims.token_id))
-        self._revoked(sub, sid, what, caller)
+        self._revoked(sub, sid, what, caller, by)
 
-    def _revoked(self, account: str, sid: str, what: RevokeWhat, caller: Caller) -> None:
-        self._events.emit(
-            events.Revoked(account, caller.source, sid, what.value, by=caller.source)
+    async def _revoke_by_refresh(self, token: str, what: RevokeWhat, caller: Caller) -> None:
+        """End the session of a live refresh token (or, for USER, every session of its
+        user). A retired one has no power left past the grace window."""
+        parsed = parse_refresh_token(token)
+        if parsed is None or not NAME_RE.fullmatch(parsed.subject):
+            return
+        name, sid = parsed.subject, parsed.session_id
+        everything = what is RevokeWhat.USER
+        ended = RevokeWhat.USER if everything else RevokeWhat.SESSION
+        outcome = await self._store.revoke_by_refresh(
+            name, sid, token_digest(token), everything, int(self._clock() * 1000)
         )
+        if outcome is RevokeOutcome.STALE:
+            self._events.emit(
+                events.RevokeRefused(
+                    name, caller.source, sid, ended.value,
+                    events.RevokeRefusal.STALE_REFRESH_TOKEN,
+                )
+            )  # fmt: skip
+        if outcome is not RevokeOutcome.REVOKED:
+            return
+        self._apply(user_ended_event(name) if everything else session_ended_event(name, sid))
+        self._revoked(name, sid, ended, caller, caller.source)
+
+    async def _admin_to_revoke(
+        self, caller: Caller, account: str, sid: str, what: RevokeWhat
+    ) -> Admin:
+        """The administrator allowed to end `account`'s session or sessions with an access
+        token; raises (and records a RevokeRefused event) when the caller is not one."""
+        try:
+            return await self.admins.require_admin(caller)
+        except (CallerUnauthenticated, NotAuthorized) as exc:
+            self._events.emit(
+                events.RevokeRefused(
+                    account, caller.source, sid, what.value,
+                    events.RevokeRefusal.NOT_ADMINISTRATOR,
+                )
+            )  # fmt: skip
+            if isinstance(exc, CallerUnauthenticated) and caller.bearer_token:
+                raise
+            raise NotAuthorized(_NEEDS_ADMIN) from None
+
+    def _revoked(
+        self, account: str, sid: str, what: RevokeWhat, caller: Caller, by: str
+    ) -> None:
+        self._events.emit(events.Revoked(account, caller.source, sid, what.value, by=by))
 
     def _apply(self, event: str) -> None:
         """Apply our own revocation to the local view at once (the pub/sub copy follows)."""

@@ -92,6 +92,18 @@ class AccountKind(enum.Enum):
     CLIENT = "client"
 
 
+class RevokeOutcome(enum.Enum):
+    """What a Revoke with a refresh token did (see `store_scripts.REVOKE_BY_REFRESH`)."""
+
+    REVOKED = "revoked"
+    """The token was live (current, or just rotated inside the grace window): done."""
+    STALE = "stale"
+    """A token this session issued, but retired (or expired, to end all sessions): nothing
+    changed."""
+    UNKNOWN = "unknown"
+    """No such session, or not one of its tokens: nothing changed."""
+
+
 class RotateOutcome(enum.Enum):
     """What the rotation script did with a presented refresh token."""
 
@@ -603,18 +615,21 @@ class RedisStore:
         return ended
 
     @_store_call
-    async def revoke_by_refresh(self, name: str, sid: str, digest: str, everything: bool) -> bool:
-        """End the session (or all of the user's) if `digest` is one this session issued."""
+    async def revoke_by_refresh(
+        self, name: str, sid: str, digest: str, everything: bool, now_ms: int
+    ) -> RevokeOutcome:
+        """End the session (or all of the user's) if `digest` is the session's live
+        refresh token (see `store_scripts.REVOKE_BY_REFRESH`)."""
         keys = [session_key(name, sid), sessions_key(name), user_key(name)]
         event = user_ended_event(name) if everything else session_ended_event(name, sid)
-        args = [digest, "user" if everything else "session", sid, REVOCATIONS_CHANNEL]
-        args.append(event)
-        revoked = bool(
-            await self._idempotent(lambda: self._revoke_by_refresh(keys=keys, args=args))
+        args: list[Any] = [digest, "user" if everything else "session", sid, REVOCATIONS_CHANNEL]
+        args += [event, now_ms]
+        outcome = RevokeOutcome(
+            str(await self._idempotent(lambda: self._revoke_by_refresh(keys=keys, args=args)))
         )
-        if revoked:
+        if outcome is RevokeOutcome.REVOKED:
             await self._events_flushed()
-        return revoked
+        return outcome
 
     # -- admin API: listings (sorted, paged by the last key returned) -----------------
 

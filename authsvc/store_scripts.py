@@ -142,33 +142,38 @@ end
 """
 
 # KEYS: session, sessions, user. ARGV: digest, scope ('session' | 'user'), sid, channel,
-# event.
-# Revokes only when the digest is one this session issued (current or previous; for the
-# session scope also a retired one),
-# so a made-up token naming a session id cannot end it.
+# event, now_ms.
+# Only the session's current refresh token, or the one just rotated while the grace window
+# lasts, ends anything: its session, or (scope 'user', and only while it has not expired)
+# every session of its user. A retired token has no power left: a stolen copy must not
+# log anyone out. Returns 'revoked', 'stale' (a token this session issued, but retired,
+# or expired for 'user': nothing changed) or 'unknown' (nothing changed).
 REVOKE_BY_REFRESH = (
     _END_ALL_SESSIONS
     + """
-local s = redis.call('HMGET', KEYS[1], 'cur', 'prev', 'old')
-if not s[1] then return 0 end
+local s = redis.call('HMGET', KEYS[1], 'cur', 'prev', 'gu', 'old', 'exp', 'abs')
+if not s[1] then return 'unknown' end
 local d = ARGV[1]
-local known = (s[1] == d) or (s[2] == d)
--- A retired token may still end its own session, but only a live one ends all of them.
-if not known and s[3] and ARGV[2] ~= 'user' then
+local now = tonumber(ARGV[6])
+local live = (s[1] == d) or (s[2] == d and now < tonumber(s[3] or '0'))
+if not live then
+  local retired = (s[2] == d)
   local short = string.sub(d, 1, 32)
-  for i = 1, #s[3], 32 do
-    if string.sub(s[3], i, i + 31) == short then known = true end
+  local old = s[4] or ''
+  for i = 1, #old, 32 do
+    if string.sub(old, i, i + 31) == short then retired = true end
   end
+  return retired and 'stale' or 'unknown'
 end
-if not known then return 0 end
 if ARGV[2] == 'user' then
+  if now >= tonumber(s[5]) * 1000 or now >= tonumber(s[6]) * 1000 then return 'stale' end
   end_all_sessions(KEYS[2], KEYS[1], ARGV[3])
 else
   redis.call('DEL', KEYS[1])
   redis.call('SREM', KEYS[2], ARGV[3])
 end
 redis.call('PUBLISH', ARGV[4], ARGV[5])
-return 1
+return 'revoked'
 """
 )
 

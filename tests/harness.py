@@ -254,9 +254,22 @@ class Harness:
         )
 
     def revoke(
-        self, token: str, scope: auth_pb2.RevokeScope.ValueType = auth_pb2.REVOKE_SCOPE_TOKEN
+        self,
+        token: str,
+        scope: auth_pb2.RevokeScope.ValueType = auth_pb2.REVOKE_SCOPE_TOKEN,
+        bearer: str = "",
     ) -> None:
-        self.stub.Revoke(auth_pb2.RevokeRequest(token=token, scope=scope), timeout=10)
+        """Revoke; `bearer` is sent as `authorization: Bearer` (an administrator's token)."""
+        metadata = (("authorization", "Bearer " + bearer),) if bearer else ()
+        self.stub.Revoke(
+            auth_pb2.RevokeRequest(token=token, scope=scope), timeout=10, metadata=metadata
+        )
+
+    def admin_token(self, name: str = "root") -> str:
+        """An access token of a new administrator account (AUTHSVC_ADMIN_SCOPE)."""
+        password = "admin password " + name
+        self.create_user(name, password, scopes=(self.settings.admin_scope,))
+        return self.login(name, password).access_token
 
     def stop_redis(self) -> None:
         self.redis.stop()

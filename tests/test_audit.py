@@ -39,6 +39,7 @@ SCHEMA = {
     "login_throttled": ["account", "source", "retry_after_seconds"],
     "refresh_rotated": ["account", "source", "session"],
     "revoked": ["account", "source", "session", "what", "by"],
+    "revoke_refused": ["account", "source", "session", "what", "reason"],
     "account_changed": ["account", "source", "action", "by", "sessions_ended"],
     "key_rotated": ["kid", "source", "by", "previous_kid"],
 }
@@ -51,6 +52,7 @@ def test_every_event_has_its_stable_name_and_fields() -> None:
         events.LoginThrottled("a", "s", 2),
         events.Refreshed("a", "s", "sid", events.RefreshOutcome.ROTATED),
         events.Revoked("a", "s", "sid", "token", "s"),
+        events.RevokeRefused("a", "s", "sid", "user", events.RevokeRefusal.NOT_ADMINISTRATOR),
         events.AccountChanged("a", "s", "disabled", "s", 1),
         events.KeyRotated("kid", "s", "schedule", "old"),
     ]
@@ -184,6 +186,7 @@ def test_a_scripted_attack_is_traced_and_no_secret_is_written(tmp_path: Path) ->
         session_event("login_succeeded", "bob", s3),
         session_event("revoked", "bob", s3, what="session", by=LOCAL),
         session_event("login_succeeded", "bob", s4),
+        session_event("revoke_refused", "bob", s4, what="user", reason="not_administrator"),
         session_event("revoked", "bob", s4, what="user", by=LOCAL),
         session_event("login_succeeded", "billing", s5),
         changed("bob", "disabled"),
@@ -232,7 +235,10 @@ def attack(stub: auth_pb2_grpc.AuthServiceStub, client_secret: str, tokens: list
     s3 = login("bob", BOB_PW)
     revoke(s3.refresh_token, auth_pb2.REVOKE_SCOPE_SESSION)
     s4 = login("bob", BOB_PW)
-    revoke(s4.access_token, auth_pb2.REVOKE_SCOPE_USER)
+    with pytest.raises(grpc.RpcError) as err:  # a leaked access token cannot log bob out
+        revoke(s4.access_token, auth_pb2.REVOKE_SCOPE_USER)
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    revoke(s4.refresh_token, auth_pb2.REVOKE_SCOPE_USER)  # bob logs out everywhere
     s5 = login("billing", client_secret)
     return [first.session_id, s2.session_id, s3.session_id, s4.session_id, s5.session_id]
 

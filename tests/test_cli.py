@@ -60,7 +60,7 @@ def test_shell_flow_add_login_validate_refresh_revoke(env: dict[str, str]) -> No
     assert answer["valid"] is True and answer["claims"]["subject"] == "alice"
     new = json.loads(cli(env, "refresh", pair["refreshToken"]).stdout)
     assert new["refreshToken"] != pair["refreshToken"]
-    cli(env, "revoke", new["accessToken"], "--what", "session")
+    cli(env, "revoke", "-", "--what", "session", stdin=new["refreshToken"] + "\n")
     answer = json.loads(cli(env, "validate", new["accessToken"]).stdout)
     assert answer == {"reason": "INVALID_REASON_REVOKED"}
     failed = cli(env, "refresh", new["refreshToken"], check=False)
@@ -195,3 +195,26 @@ def test_keys_rotate_and_list_share_the_ring_with_the_server(
     pem.write_bytes(private_key_pem(generate_private_key("EdDSA")))
     refused = cli(env | {"AUTHSVC_SIGNING_KEY_FILE": str(pem)}, "keys", "rotate", check=False)
     assert refused.returncode == 2 and "AUTHSVC_SIGNING_KEY_FILE" in refused.stderr
+
+
+def test_revoke_of_others_sessions_with_an_access_token_takes_an_admin_token(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    cli(env, "user", "add", "root", "--scopes", "authsvc:admin", "--password-stdin",
+        stdin="pw-root-1\npw-root-1\n")  # fmt: skip
+    cli(env, "user", "add", "frank", "--password-stdin", stdin="pw-frank\npw-frank\n")
+    admin = json.loads(cli(env, "login", "root", "--password-stdin", stdin="pw-root-1\n").stdout)
+    pair = json.loads(cli(env, "login", "frank", "--password-stdin", stdin="pw-frank\n").stdout)
+    refused = cli(env, "revoke", pair["accessToken"], "--what", "user", check=False)
+    assert refused.returncode == 1 and "PERMISSION_DENIED" in refused.stderr
+    assert json.loads(cli(env, "validate", pair["accessToken"]).stdout)["valid"] is True
+    token_file = tmp_path / "admin.token"
+    token_file.write_text(admin["accessToken"] + "\n")
+    cli(env, "revoke", pair["accessToken"], "--what", "user",
+        "--bearer-token-file", str(token_file))  # fmt: skip
+    answer = json.loads(cli(env, "validate", pair["accessToken"]).stdout)
+    assert answer == {"reason": "INVALID_REASON_REVOKED"}
+    missing = cli(env, "revoke", pair["accessToken"], "--bearer-token-file",
+                  str(tmp_path / "nope"), check=False)  # fmt: skip
+    assert missing.returncode == 2 and "cannot read" in missing.stderr
+    assert "Traceback" not in refused.stderr + missing.stderr

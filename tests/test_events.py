@@ -83,13 +83,16 @@ def test_revocations_say_what_ended_and_by_whom(authsvc_server: Harness) -> None
 
 def test_no_event_carries_a_secret(authsvc_server: Harness) -> None:
     h = authsvc_server
+    admin = h.admin_token()
     h.create_user("alice", PASSWORD)
     login = h.login("alice", PASSWORD)
     h.stub.Refresh(auth_pb2.RefreshRequest(refresh_token=login.refresh_token))
-    h.revoke(login.access_token, auth_pb2.REVOKE_SCOPE_SESSION)
+    with pytest.raises(grpc.RpcError):  # refused: an event, without the token
+        h.revoke(login.access_token, auth_pb2.REVOKE_SCOPE_USER)
+    h.revoke(login.access_token, auth_pb2.REVOKE_SCOPE_SESSION, bearer=admin)
     text = repr(h.events.events)
     assert h.events.events
-    for secret in (PASSWORD, login.access_token, login.refresh_token):
+    for secret in (PASSWORD, login.access_token, login.refresh_token, admin):
         assert secret not in text
 
 

@@ -128,7 +128,7 @@ def test_a_scripted_flow_is_counted_exactly(authsvc_server_factory: HarnessFacto
     h.revoke(third.access_token, auth_pb2.REVOKE_SCOPE_TOKEN)
     assert validate(third.access_token).reason == auth_pb2.INVALID_REASON_REVOKED  # a miss
     h.revoke(h.login("alice", PASSWORD).refresh_token, auth_pb2.REVOKE_SCOPE_SESSION)
-    h.revoke(h.login("alice", PASSWORD).access_token, auth_pb2.REVOKE_SCOPE_USER)
+    h.revoke(h.login("alice", PASSWORD).refresh_token, auth_pb2.REVOKE_SCOPE_USER)
 
     m = scrape(h.server.metrics_port)
     logins = {
