@@ -1,6 +1,6 @@
 """Account administration: the domain operations behind `authsvc user ...` / `client ...`.
 
-Validates names, secrets and scopes, hashes secrets, and calls the store's named
+Validates names, secrets, scopes and audiences, hashes secrets, and calls the store's named
 operations. Knows nothing of gRPC or of the command line.
 """
 
@@ -21,7 +21,7 @@ from authsvc.caller import LOCAL_OPERATOR
 from authsvc.clock import Clock, system_clock
 from authsvc.errors import InvalidInput, NotFound
 from authsvc.passwords import PasswordHasher
-from authsvc.service import validate_name, validate_scopes, validate_secret
+from authsvc.service import validate_audiences, validate_name, validate_scopes, validate_secret
 from authsvc.store import Account, AccountKind, RedisStore, SessionInfo
 
 CLIENT_SECRET_BYTES = 32
@@ -110,7 +110,7 @@ class AccountAdmin:
 
         Raises:
             InvalidInput: bad name, password or scopes.
-            AccountError: the name is taken.
+            AccountExists: the name is taken.
         """
         name, allowed = validate_name(name), validate_scopes(scopes)
         pwhash = await self._hasher.hash_async(validate_secret(password))
@@ -150,7 +150,8 @@ class AccountAdmin:
     async def set_scopes(
         self, name: str, scopes: Sequence[str], by: Actor = LOCAL_OPERATOR
     ) -> None:
-        """Replace the scopes an account may be granted."""
+        """Replace the scopes an account may be granted; a session's next Refresh gets
+        only the scopes it was granted that the account still has."""
         await self._store.set_scopes(validate_name(name), validate_scopes(scopes))
         self._changed(name, "scopes_set", by)
 
@@ -164,6 +165,19 @@ class AccountAdmin:
         if account is None:
             raise NotFound(f"no account {name!r}")
         return account
+
+    async def set_audiences(
+        self, name: str, audiences: Sequence[str], by: Actor = LOCAL_OPERATOR
+    ) -> None:
+        """Replace the audiences an account may have tokens for (empty: the service-wide
+        list). A session whose audience is no longer allowed ends at its next Refresh.
+
+        Raises:
+            InvalidInput: bad name or audiences.
+            NotFound: no such account.
+        """
+        await self._store.set_audiences(validate_name(name), validate_audiences(audiences))
+        self._changed(name, "audiences_set", by)
 
     async def list(self) -> list[Account]:
         """Every account, sorted by name."""

@@ -4,6 +4,7 @@
     authsvc user add NAME [--scopes a,b] [--password-stdin]
     authsvc user passwd NAME [--password-stdin]
     authsvc user disable NAME | enable NAME | scopes NAME --scopes a,b | list
+    authsvc user audiences NAME --audiences a,b   (empty: the service-wide list)
     authsvc client add NAME [--scopes a,b]        (prints a generated secret once)
     authsvc keys rotate | list                    (the signing-key ring in Redis)
     authsvc login NAME [--password-stdin] [--audience A] [--scope S ...] [--ca F [--cert F --key F]]
@@ -80,6 +81,13 @@ def _parser() -> argparse.ArgumentParser:
     scopes = user.add_parser("scopes", help="set the allowed scopes of a user or client")
     scopes.add_argument("name")
     scopes.add_argument("--scopes", required=True, help="comma-separated")
+    audiences = user.add_parser(
+        "audiences", help="set the audiences a user or client may have tokens for"
+    )
+    audiences.add_argument("name")
+    audiences.add_argument(
+        "--audiences", required=True, help="comma-separated; empty: the service-wide list"
+    )
     user.add_parser("list", help="list users and clients")
 
     client = sub.add_parser("client", help="manage service accounts").add_subparsers(
@@ -193,10 +201,17 @@ def _admin(settings: Settings, args: argparse.Namespace) -> None:
         elif args.action == "scopes":
             await admin.set_scopes(name, _csv(args.scopes))
             print(f"scopes of {name} set")
+        elif args.action == "audiences":
+            await admin.set_audiences(name, _csv(args.audiences))
+            print(f"audiences of {name} set")
         elif args.action == "list":
             for acct in await admin.list():
                 state = "disabled" if acct.disabled else "active"
-                print(f"{acct.name}\t{acct.kind.value}\t{state}\t{' '.join(acct.scopes)}")
+                audiences = ",".join(acct.audiences) or "-"
+                print(
+                    f"{acct.name}\t{acct.kind.value}\t{state}\t{' '.join(acct.scopes)}"
+                    f"\taudiences={audiences}"
+                )
 
     try:
         asyncio.run(_with_store(settings, act))

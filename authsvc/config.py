@@ -301,6 +301,12 @@ class Settings:
     audit_log: str = _setting(
         _APPENDABLE_FILE, "file the audit trail is appended to (empty: stderr)", default=""
     )
+    validate_require_audience: bool = _setting(
+        _BOOLEAN,
+        "Validate without an audience is INVALID_ARGUMENT: a resource service that forgets "
+        "to name itself cannot accept tokens minted for another",
+        default=False,
+    )
 
     @property
     def allowed_audiences(self) -> frozenset[str]:

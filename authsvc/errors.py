@@ -7,6 +7,7 @@
     ├── InvalidCredentials     wrong username/password (one generic message)
     ├── InvalidRefreshToken    unknown, expired, rotated, revoked or wrong-type refresh token
     ├── ScopeNotAllowed        scopes asked for that the account may not have
+    ├── AudienceNotAllowed     an audience the account may not have tokens for
     ├── LoginThrottled         too many failed logins; carries retry_after seconds
     ├── StoreUnavailable       Redis cannot be reached or timed out
     ├── AccountError           admin operations on accounts and sessions (a base class)
@@ -58,6 +59,12 @@ class InvalidRefreshToken(AuthsvcError):
 
 class ScopeNotAllowed(AuthsvcError):
     """Raised when a login or refresh asks for scopes the account may not have."""
+
+
+class AudienceNotAllowed(AuthsvcError):
+    """Raised when a login asks for an audience the account may not have tokens for."""
+
+    message = "the requested audience is not allowed for this account"
 
 
 class LoginThrottled(AuthsvcError):

@@ -18,6 +18,7 @@ class LoginFailure(enum.Enum):
 
     BAD_CREDENTIALS = "bad_credentials"
     DENIED_SCOPE = "denied_scope"
+    DENIED_AUDIENCE = "denied_audience"
 
 
 class RevokeRefusal(enum.Enum):

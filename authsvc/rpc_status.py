@@ -20,6 +20,7 @@ STATUS_OF: dict[type[errors.AuthsvcError], grpc.StatusCode] = {
     errors.InvalidCredentials: grpc.StatusCode.UNAUTHENTICATED,
     errors.InvalidRefreshToken: grpc.StatusCode.UNAUTHENTICATED,
     errors.ScopeNotAllowed: grpc.StatusCode.PERMISSION_DENIED,
+    errors.AudienceNotAllowed: grpc.StatusCode.PERMISSION_DENIED,
     errors.LoginThrottled: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.StoreUnavailable: grpc.StatusCode.UNAVAILABLE,
     errors.AccountExists: grpc.StatusCode.ALREADY_EXISTS,

@@ -11,6 +11,7 @@ import enum
 import logging
 import re
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 
 from authsvc_client.cache import LruCache
 
@@ -20,6 +21,7 @@ from authsvc.caller import UNKNOWN_CALLER, Caller
 from authsvc.clock import Clock, system_clock
 from authsvc.config import Settings
 from authsvc.errors import (
+    AudienceNotAllowed,
     CallerUnauthenticated,
     InvalidCredentials,
     InvalidInput,
@@ -36,6 +38,7 @@ from authsvc.revocation_view import RevocationView
 from authsvc.store import (
     AccountKind,
     RedisStore,
+    RefreshGrant,
     RevokeOutcome,
     RotateOutcome,
     SessionRecord,
@@ -63,6 +66,8 @@ log = logging.getLogger(__name__)
 NAME_RE = re.compile(r"[A-Za-z0-9._@-]{1,128}")
 SCOPE_RE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]{1,128}")  # RFC 6749 scope-token
 MAX_SCOPES = 64
+AUDIENCE_RE = re.compile(r"[\x21-\x2b\x2d-\x7e]{1,128}")  # printable, no space or comma
+MAX_AUDIENCES = 64
 _NEEDS_ADMIN = (
     "ending a session or all of a user's sessions takes the session's refresh token "
     "or an administrator (an admin access token in the authorization metadata, or an "
@@ -77,6 +82,11 @@ _REFRESH_OUTCOMES = {
     RotateOutcome.INVALID: events.RefreshOutcome.REFUSED,
     RotateOutcome.REGRANT: events.RefreshOutcome.REFUSED,
 }
+
+
+def _allowed_scopes(grant: RefreshGrant) -> set[str]:
+    """The scopes a Refresh may grant: the session's, less those its account lost."""
+    return set(grant.session.scopes).intersection(grant.account.scopes)
 
 
 class RevokeWhat(enum.Enum):
@@ -136,6 +146,18 @@ def validate_scopes(scopes: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(scopes))
 
 
+def validate_audiences(audiences: Sequence[str]) -> tuple[str, ...]:
+    """Check an account's allowed audiences; returns them de-duplicated in order."""
+    if len(audiences) > MAX_AUDIENCES:
+        raise InvalidInput(f"at most {MAX_AUDIENCES} audiences")
+    for audience in audiences:
+        if not AUDIENCE_RE.fullmatch(audience):
+            raise InvalidInput(
+                "audiences must be 1-128 printable characters without spaces or commas"
+            )
+    return tuple(dict.fromkeys(audiences))
+
+
 class AuthService:
     """Login, Refresh, Validate, Revoke and the JWKS, over a store and a key set."""
 
@@ -163,10 +185,12 @@ class AuthService:
             keys, settings.issuer, settings.allowed_audiences, settings.leeway_seconds
         )
         self.admins = AdminAuthenticator(settings, self._codec, store, clock, keys)
-        # A session's grant (scopes, audience, client id, absolute end) never changes, so
-        # an instance remembers it and a steady-state Refresh is one Redis round trip; the
-        # rotation script checks it against the stored grant all the same.
-        self._grants: LruCache[tuple[str, str], SessionRecord] = LruCache(_GRANT_CACHE_SIZE)
+        # What a Refresh mints from: the session's grant (never changes) and its account's
+        # scopes and audiences (change when an operator takes privileges away). An instance
+        # remembers both, so a steady-state Refresh is one Redis round trip; the rotation
+        # script compares them with what Redis holds and answers REGRANT when they differ,
+        # so a stale entry costs one more read, never a stale privilege.
+        self._grants: LruCache[tuple[str, str], RefreshGrant] = LruCache(_GRANT_CACHE_SIZE)
 
     async def jwks(self) -> str:
         """The JWK Set of the verification keys now (answered from memory while Redis is
@@ -197,7 +221,7 @@ class AuthService:
 
         Raises:
             InvalidInput, InvalidCredentials, LoginThrottled, ScopeNotAllowed,
-            StoreUnavailable.
+            AudienceNotAllowed, StoreUnavailable.
         """
         validate_name(username)
         validate_secret(password)
@@ -233,6 +257,12 @@ class AuthService:
                 events.LoginFailed(username, caller.source, events.LoginFailure.DENIED_SCOPE)
             )
             raise ScopeNotAllowed("requested scopes are not allowed for this account")
+        if audience not in self._audiences_for(account.audiences):
+            await self._store.reset_failures(username)  # the password was right
+            self._events.emit(
+                events.LoginFailed(username, caller.source, events.LoginFailure.DENIED_AUDIENCE)
+            )
+            raise AudienceNotAllowed()
         sid = new_session_id()
         refresh = new_refresh_token(username, sid)
         abs_s = int(now) + self._s.session_max_seconds
@@ -262,7 +292,9 @@ class AuthService:
         if not stored:
             raise InvalidCredentials()
         self._remember_grant(
-            username, sid, SessionRecord(granted, audience, claims.client_id, abs_s)
+            username,
+            sid,
+            RefreshGrant(SessionRecord(granted, audience, claims.client_id, abs_s), account.limits),
         )
         if self._hasher.needs_rehash(account.pwhash):
             await self._store.rehash_password(
@@ -280,6 +312,13 @@ class AuthService:
         if audience not in self._s.allowed_audiences:
             raise InvalidInput("unknown audience")
         return audience
+
+    def _audiences_for(self, allowed: tuple[str, ...]) -> AbstractSet[str]:
+        """The audiences an account with these allowed audiences may have tokens for: the
+        service-wide list, narrowed to the account's own list when it has one."""
+        if not allowed:
+            return self._s.allowed_audiences
+        return self._s.allowed_audiences.intersection(allowed)
 
     def _session_ttl_ms(self, now: float, exp_s: int) -> int:
         """Redis TTL of a session: until its refresh token ends plus the last access token."""
@@ -312,7 +351,10 @@ class AuthService:
             )
             raise InvalidRefreshToken()
         name, sid = presented.subject, presented.session_id
-        grant = self._grants.get((name, sid)) or await self._read_grant(name, sid, caller)
+        remembered = self._grants.get((name, sid))
+        grant = remembered or await self._read_grant(name, sid, caller)
+        if remembered and narrowed and not set(narrowed) <= _allowed_scopes(grant):
+            grant = await self._read_grant(name, sid, caller)  # refuse on what Redis holds
         outcome, answer = await self._rotate(refresh_token, presented, grant, narrowed)
         if outcome is RotateOutcome.REGRANT:  # the remembered grant is not the session's
             grant = await self._read_grant(name, sid, caller)
@@ -338,9 +380,9 @@ class AuthService:
             sid,
         )
 
-    async def _read_grant(self, name: str, sid: str, caller: Caller) -> SessionRecord:
-        """The session's grant from Redis, remembered (it never changes)."""
-        grant = await self._store.get_session(name, sid)
+    async def _read_grant(self, name: str, sid: str, caller: Caller) -> RefreshGrant:
+        """The session's grant and its account's limits from Redis, remembered."""
+        grant = await self._store.get_refresh_grant(name, sid)
         if grant is None:
             self._events.emit(
                 events.Refreshed(name, caller.source, sid, events.RefreshOutcome.UNKNOWN)
@@ -349,37 +391,40 @@ class AuthService:
         self._remember_grant(name, sid, grant)
         return grant
 
-    def _remember_grant(self, name: str, sid: str, grant: SessionRecord) -> None:
+    def _remember_grant(self, name: str, sid: str, grant: RefreshGrant) -> None:
         self._grants.put((name, sid), grant)
 
     async def _rotate(
         self,
         refresh_token: str,
         presented: RefreshToken,
-        grant: SessionRecord,
+        grant: RefreshGrant,
         narrowed: tuple[str, ...],
     ) -> tuple[RotateOutcome, GraceAnswer]:
-        """Mint the successor pair from the session's grant and rotate atomically.
+        """Mint the successor pair from the session's grant, less what the account may no
+        longer have, and rotate atomically.
 
         Returns the script's outcome and the answer: the new pair, or on a retry within
         the grace window the pair the first call returned.
         """
         name, sid = presented.subject, presented.session_id
-        granted = narrowed or grant.scopes
-        if not set(granted) <= set(grant.scopes):
+        session, account = grant.session, grant.account
+        allowed = _allowed_scopes(grant)
+        if narrowed and not set(narrowed) <= allowed:
             # Say so only to the holder of the live token; anything else is just unusable.
             if await self._store.is_current_refresh(name, sid, presented.digest):
                 raise ScopeNotAllowed("a refresh may narrow scopes, never widen them")
             raise InvalidRefreshToken()
+        granted = narrowed or tuple(s for s in session.scopes if s in allowed)
         now = self._clock()
         successor = new_refresh_token(name, sid)
-        exp_s = min(int(now) + self._s.refresh_ttl_seconds, grant.absolute_exp)
+        exp_s = min(int(now) + self._s.refresh_ttl_seconds, session.absolute_exp)
         access, _ = self._codec.mint(
             subject=name,
             session_id=sid,
             scopes=granted,
-            audience=grant.audience,
-            client_id=grant.client_id,
+            audience=session.audience,
+            client_id=session.client_id,
             now=now,
             ttl=self._s.access_ttl_seconds,
         )
@@ -402,6 +447,7 @@ class AuthService:
             exp_s=exp_s,
             ttl_ms=self._session_ttl_ms(now, exp_s),
             grant=grant,
+            audience_allowed=session.audience in self._audiences_for(account.audiences),
         )
         if result.outcome is RotateOutcome.GRACE:
             retried = grace.unseal(refresh_token, result.sealed_answer)
@@ -418,13 +464,18 @@ class AuthService:
         """Check an access token: signature, claims, scopes, then revocation (one round trip).
 
         Raises:
-            InvalidInput: empty or oversized token.
+            InvalidInput: empty or oversized token; no audience while
+                AUTHSVC_VALIDATE_REQUIRE_AUDIENCE is on.
             StoreUnavailable: the revocation check could not be made (fail closed).
         """
         if not access_token:
             raise InvalidInput("access_token is required")
         if len(access_token) > MAX_TOKEN_LENGTH:
             raise InvalidInput("access_token is too long")
+        if not audience and self._s.validate_require_audience:
+            # A resource service that forgets to name itself would accept tokens minted
+            # for any other: refuse loudly rather than answer for every audience.
+            raise InvalidInput("audience is required (AUTHSVC_VALIDATE_REQUIRE_AUDIENCE)")
         if self.keys.due():  # inline: Validate is the hot path
             await self.keys.refresh()
         try:

@@ -4,7 +4,8 @@ Key layout (every key of one user shares the hash tag `{u:<name>}`, so multi-key
 stay in one Redis Cluster slot):
 
     authsvc:users                      SET   all account names (admin listing only)
-    authsvc:{u:NAME}:user              HASH  kind, pwhash, pwver, disabled, scopes, created
+    authsvc:{u:NAME}:user              HASH  kind, pwhash, pwver, disabled, scopes, auds
+                                             (allowed audiences), created
     authsvc:{u:NAME}:fails             HASH  n (failed logins in a row), until (throttle, ms)
     authsvc:{u:NAME}:sessions          SET   session ids
     authsvc:signing-keys               HASH  kid -> key record (JSON: alg, sealed private key,
@@ -114,11 +115,13 @@ class RotateOutcome(enum.Enum):
     REUSE = "reuse"
     """A retired token outside the grace window: the session was ended."""
     ENDED = "ended"
-    """The session had expired or the account is disabled: the session was ended."""
+    """The session had expired, the account is disabled or may no longer use the
+    session's audience: the session was ended."""
     INVALID = "invalid"
     """Not a token of this session (or no such session): nothing changed."""
     REGRANT = "regrant"
-    """The grant passed in is not the session's: nothing changed; read it and retry."""
+    """The grant or account limits passed in are not the stored ones: nothing changed;
+    read them and retry."""
 
     @property
     def ended_session(self) -> bool:
@@ -146,6 +149,22 @@ class Account:
     scopes: tuple[str, ...]
     #: Epoch seconds of creation (0 where unknown, e.g. read during login).
     created: int = 0
+    #: Audiences tokens may be issued for; empty means the service-wide list.
+    audiences: tuple[str, ...] = ()
+
+    @property
+    def limits(self) -> AccountLimits:
+        """What the account may be granted now."""
+        return AccountLimits(self.scopes, self.audiences)
+
+
+@dataclasses.dataclass(frozen=True)
+class AccountLimits:
+    """What an account may be granted now: its allowed scopes, and its allowed audiences
+    (empty: the service-wide list)."""
+
+    scopes: tuple[str, ...]
+    audiences: tuple[str, ...]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,6 +260,14 @@ class StoredSigningKey:
         return key if ok else None
 
 
+@dataclasses.dataclass(frozen=True)
+class RefreshGrant:
+    """What a Refresh mints from: the session's grant and its account's current limits."""
+
+    session: SessionRecord
+    account: AccountLimits
+
+
 _UNAVAILABLE_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
 
@@ -291,6 +318,7 @@ class RedisStore:
         self._revoke_access = client.register_script(store_scripts.REVOKE_ACCESS)
         self._update_user = client.register_script(store_scripts.UPDATE_USER_AND_REVOKE)
         self._add_signing_key = client.register_script(store_scripts.ADD_SIGNING_KEY)
+        self._set_account_field = client.register_script(store_scripts.SET_ACCOUNT_FIELD)
 
     @classmethod
     def from_url(
@@ -395,12 +423,19 @@ class RedisStore:
         accounts = [await self.get_account(name) for name in names]
         return [a for a in accounts if a is not None]
 
-    @_store_call
     async def set_scopes(self, name: str, scopes: Sequence[str]) -> None:
-        """Replace an account's allowed scopes (existing sessions keep theirs)."""
-        if not await self._r.exists(user_key(name)):
+        """Replace an account's allowed scopes (a session's next Refresh gets only those)."""
+        await self._set_field(name, "scopes", " ".join(scopes))
+
+    async def set_audiences(self, name: str, audiences: Sequence[str]) -> None:
+        """Replace an account's allowed audiences (empty: the service-wide list)."""
+        await self._set_field(name, "auds", " ".join(audiences))
+
+    @_store_call
+    async def _set_field(self, name: str, field: str, value: str) -> None:
+        keys, args = [user_key(name)], [field, value]
+        if not await self._idempotent(lambda: self._set_account_field(keys=keys, args=args)):
             raise NotFound(f"no account {name!r}")
-        await self._r.hset(user_key(name), "scopes", " ".join(scopes))
 
     async def change_password(self, name: str, pwhash: str) -> int:
         """Store a new password hash and end every session of `name` atomically.
@@ -453,11 +488,17 @@ class RedisStore:
         )
         if res[0] == "throttled":
             return LoginGate(int(res[1]), None)
-        _, pwhash, disabled, scopes, pwver, kind = res
+        _, pwhash, disabled, scopes, pwver, kind, auds = res
         if not pwhash:
             return LoginGate(0, None)
         account = Account(
-            name, _account_kind(kind), pwhash, pwver, disabled == "1", tuple(scopes.split())
+            name,
+            _account_kind(kind),
+            pwhash,
+            pwver,
+            disabled == "1",
+            tuple(scopes.split()),
+            audiences=tuple(auds.split()),
         )
         return LoginGate(0, account)
 
@@ -506,15 +547,25 @@ class RedisStore:
     # -- refresh ----------------------------------------------------------------------
 
     @_store_call
-    async def get_session(self, name: str, sid: str) -> SessionRecord | None:
-        """The session's grant, or None if it does not exist (ended, revoked, expired)."""
-        data = await self._idempotent(
-            lambda: self._r.hmget(session_key(name, sid), "scope", "aud", "cid", "abs")
-        )
-        if data[0] is None:
+    async def get_refresh_grant(self, name: str, sid: str) -> RefreshGrant | None:
+        """The session's grant and its account's limits (one round trip), or None if the
+        session does not exist (ended, revoked, expired)."""
+
+        async def read() -> list[Any]:
+            async with self._r.pipeline(transaction=True) as pipe:
+                pipe.hmget(session_key(name, sid), "scope", "aud", "cid", "abs")
+                pipe.hmget(user_key(name), "scopes", "auds")
+                return await pipe.execute()
+
+        session, account = await self._idempotent(read)
+        if session[0] is None:
             return None
-        scope, aud, cid, abs_s = cast(list[str | None], data)
-        return SessionRecord(tuple((scope or "").split()), aud or "", cid or "", int(abs_s or 0))
+        scope, aud, cid, abs_s = cast(list[str | None], session)
+        scopes, auds = cast(list[str | None], account)
+        return RefreshGrant(
+            SessionRecord(tuple((scope or "").split()), aud or "", cid or "", int(abs_s or 0)),
+            AccountLimits(tuple((scopes or "").split()), tuple((auds or "").split())),
+        )
 
     @_store_call
     async def rotate(
@@ -529,9 +580,14 @@ class RedisStore:
         grace_blob: str,
         exp_s: int,
         ttl_ms: int,
-        grant: SessionRecord,
+        grant: RefreshGrant,
+        audience_allowed: bool,
     ) -> RotateResult:
         """Retire `presented` for `successor` atomically (see `store_scripts.ROTATE`).
+
+        `grant` is what the successor was minted from: the script refuses it (REGRANT)
+        unless it is what Redis holds, and ends the session when `audience_allowed` is
+        False (the account may no longer use the session's audience).
 
         Not retried: replaying it after a timeout must go through the grace path instead.
         """
@@ -549,9 +605,12 @@ class RedisStore:
                 KEEP_RETIRED,
                 REVOCATIONS_CHANNEL,
                 session_ended_event(name, sid),
-                " ".join(grant.scopes),
-                grant.audience,
-                grant.client_id,
+                " ".join(grant.session.scopes),
+                grant.session.audience,
+                grant.session.client_id,
+                " ".join(grant.account.scopes),
+                " ".join(grant.account.audiences),
+                "1" if audience_allowed else "0",
             ],
         )
         outcome = RotateOutcome(str(res[0]))
@@ -733,6 +792,7 @@ def _account(name: str, data: dict[str, str]) -> Account:
         disabled=data.get("disabled") == "1",
         scopes=tuple(data.get("scopes", "").split()),
         created=_int(data.get("created")),
+        audiences=tuple(data.get("auds", "").split()),
     )
 
 

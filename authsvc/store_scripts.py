@@ -25,8 +25,8 @@ if n >= maxf then
   redis.call('HSET', KEYS[2], 'until', tostring(math.floor(now + delay)))
 end
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
-local u = redis.call('HMGET', KEYS[1], 'pwhash', 'disabled', 'scopes', 'pwver', 'kind')
-return {'ok', u[1] or '', u[2] or '', u[3] or '', u[4] or '', u[5] or ''}
+local u = redis.call('HMGET', KEYS[1], 'pwhash', 'disabled', 'scopes', 'pwver', 'kind', 'auds')
+return {'ok', u[1] or '', u[2] or '', u[3] or '', u[4] or '', u[5] or '', u[6] or ''}
 """
 
 # KEYS: user, fails, sessions, session. ARGV: pwver, digest, exp_s, abs_s, scope, aud, cid,
@@ -54,17 +54,35 @@ end
 return 1
 """
 
+# Space-separated words of a stored list, single-spaced: how Python's str.split() and
+# " ".join() see it, so a stored list compares equal to the one the caller read.
+_WORDS = """
+local function words(text)
+  local t = {}
+  for w in string.gmatch(text or '', '%S+') do t[#t + 1] = w end
+  return table.concat(t, ' ')
+end
+"""
+
 # KEYS: session, user, sessions. ARGV: now_ms, presented digest, new digest, grace_until_ms,
-# grace blob, new exp_s, ttl_ms, sid, keep_retired, channel, session-ended event, and the
-# grant (scope, aud, cid) the new access token was minted with.
-# Returns {'rotated'} | {'grace', blob} | {'reuse'} (session ended) | {'ended'} (expired
-# or disabled: session ended) | {'invalid'} (not a token of this session: nothing changed)
-# | {'regrant'} (the grant passed in is not the session's: nothing changed).
-ROTATE = """
+# grace blob, new exp_s, ttl_ms, sid, keep_retired, channel, session-ended event, the
+# session's grant (scope, aud, cid) and the account's allowed scopes and audiences the new
+# access token was minted from, and whether the session's audience is still allowed ('1').
+# Returns {'rotated'} | {'grace', blob} | {'reuse'} (session ended) | {'ended'} (expired,
+# disabled or audience no longer allowed: session ended) | {'invalid'} (not a token of this
+# session: nothing changed) | {'regrant'} (the grant or the account's limits passed in are
+# not the stored ones: nothing changed).
+ROTATE = (
+    _WORDS
+    + """
 local s = redis.call('HMGET', KEYS[1], 'cur', 'prev', 'gu', 'gb', 'old', 'exp', 'abs',
   'scope', 'aud', 'cid')
 if not s[1] then return {'invalid'} end
-if s[8] ~= ARGV[12] or (s[9] or '') ~= ARGV[13] or (s[10] or '') ~= ARGV[14] then
+local u = redis.call('HMGET', KEYS[2], 'disabled', 'scopes', 'auds')
+-- The caller minted from what it believed the session and the account allow; privileges
+-- taken away since must not be minted into a new token.
+if s[8] ~= ARGV[12] or (s[9] or '') ~= ARGV[13] or (s[10] or '') ~= ARGV[14]
+    or words(u[2]) ~= ARGV[15] or words(u[3]) ~= ARGV[16] then
   return {'regrant'}
 end
 local now = tonumber(ARGV[1])
@@ -88,8 +106,8 @@ else
   end
 end
 if not which then return {'invalid'} end
-local u = redis.call('HMGET', KEYS[2], 'disabled')
-if u[1] ~= '0' or now >= tonumber(s[6]) * 1000 or now >= tonumber(s[7]) * 1000 then
+if u[1] ~= '0' or ARGV[17] ~= '1' or now >= tonumber(s[6]) * 1000
+    or now >= tonumber(s[7]) * 1000 then
   revoke()
   return {'ended'}
 end
@@ -120,6 +138,7 @@ end
 revoke()
 return {'reuse'}
 """
+)
 
 # KEYS: session. ARGV: presented digest. 1 if it is the session's current refresh token.
 IS_CURRENT = """
@@ -228,6 +247,13 @@ if ARGV[3] == 'due' then
     end
   end
 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
+
+# KEYS: user. ARGV: field, value. Sets a field of an existing account; 0 if there is none.
+SET_ACCOUNT_FIELD = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 """

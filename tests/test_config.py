@@ -37,6 +37,7 @@ EXAMPLES: dict[str, tuple[str, Any, str | None]] = {
     "issuer": ("https://auth.example", "https://auth.example", " "),
     "default_audience": ("orders", "orders", ""),
     "audiences": ("billing, search", ("billing", "search"), None),
+    "validate_require_audience": ("yes", True, "yes please"),
     "access_ttl_seconds": ("60", 60, "0"),
     "refresh_ttl_seconds": ("3600", 3600, "59"),
     "session_max_seconds": ("86400", 86400, "ten"),

@@ -203,3 +203,31 @@ def test_a_hash_made_with_weaker_parameters_is_upgraded_at_login(authsvc_server:
     upgraded = account.pwhash
     assert upgraded.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
     assert h.login("old", PASSWORD).access_token
+
+
+def test_an_account_gets_tokens_only_for_its_allowed_audiences(
+    authsvc_server_factory: HarnessFactory,
+) -> None:
+    from authsvc import events
+
+    h = authsvc_server_factory(audiences=("billing", "search"))
+    h.create_user("alice", PASSWORD)
+    assert h.login("alice", PASSWORD, audience="search").access_token  # empty: every one
+    h.run(h.store.set_audiences("alice", ["billing"]))
+    claims = jwt.decode(
+        h.login("alice", PASSWORD, audience="billing").access_token,
+        options={"verify_signature": False},
+    )
+    assert claims["aud"] == "billing"
+    for audience in ("search", ""):  # "" asks for the default audience, not in the list
+        for _ in range(11):  # a refused audience after the right password is no failed guess
+            with pytest.raises(grpc.RpcError) as excinfo:
+                h.login("alice", PASSWORD, audience=audience)
+            assert _code(excinfo) == grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(grpc.RpcError) as excinfo:  # unknown to the service: as before
+        h.login("alice", PASSWORD, audience="elsewhere")
+    assert _code(excinfo) == grpc.StatusCode.INVALID_ARGUMENT
+    denied = [e for e in h.events.events if isinstance(e, events.LoginFailed)]
+    assert {e.reason for e in denied} == {events.LoginFailure.DENIED_AUDIENCE}
+    h.run(h.store.set_audiences("alice", []))
+    assert h.login("alice", PASSWORD).access_token

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import grpc
 import pytest
 from authsvc_api.v1 import auth_pb2
 
+from authsvc import events
 from tests.harness import Harness, HarnessFactory
 
 PASSWORD = "correct horse battery staple"
@@ -282,3 +284,67 @@ def test_wider_scopes_with_an_unusable_token_is_unauthenticated(
     with pytest.raises(grpc.RpcError) as excinfo:
         refresh(h, alice.refresh_token.rsplit(".", 1)[0] + "." + "E" * 43, scopes=("admin",))
     assert excinfo.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+# -- privileges taken away reach live sessions ------------------------------------------
+
+
+def scopes_of(h: Harness, access_token: str) -> list[str]:
+    answer = h.stub.Validate(auth_pb2.ValidateRequest(access_token=access_token), timeout=10)
+    assert answer.valid
+    return sorted(answer.claims.scopes)
+
+
+def test_refresh_grants_only_the_scopes_the_account_still_has(authsvc_server: Harness) -> None:
+    h = authsvc_server
+    h.create_user("alice", PASSWORD, scopes=("read", "write", "admin"))
+    login = h.login("alice", PASSWORD)
+    h.run(h.store.set_scopes("alice", ["read"]))
+    first = refresh(h, login.refresh_token)
+    assert list(first.scopes) == ["read"] and scopes_of(h, first.access_token) == ["read"]
+    with pytest.raises(grpc.RpcError) as excinfo:  # no narrowing into what was taken away
+        refresh(h, first.refresh_token, scopes=("write",))
+    assert excinfo.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    # Given back, a scope the session was granted comes back; one it never had does not.
+    h.run(h.store.set_scopes("alice", ["read", "write", "deploy"]))
+    second = refresh(h, first.refresh_token)
+    assert sorted(second.scopes) == ["read", "write"]
+    h.run(h.store.set_scopes("alice", []))
+    assert list(refresh(h, second.refresh_token).scopes) == []
+
+
+def command_calls(h: Harness, *names: str) -> int:
+    stats: dict[str, Any] = h.run(h.store._r.info("commandstats"))
+    return sum(int(stats.get(f"cmdstat_{n}", {}).get("calls", 0)) for n in names)
+
+
+def test_a_steady_state_refresh_is_one_script_call(
+    authsvc_server: Harness, alice: auth_pb2.LoginResponse
+) -> None:
+    h = authsvc_server
+    token = refresh(h, alice.refresh_token).refresh_token  # grant remembered from the login
+    reads, scripts = command_calls(h, "exec"), command_calls(h, "evalsha")
+    token = refresh(h, token).refresh_token
+    # One EVALSHA reads the session and the account and rotates; no separate read.
+    assert command_calls(h, "exec") == reads
+    assert command_calls(h, "evalsha") == scripts + 1
+    h.run(h.store.set_scopes("alice", ["read"]))
+    scripts = command_calls(h, "evalsha")
+    assert list(refresh(h, token).scopes) == ["read"]
+    assert command_calls(h, "exec") == reads + 1  # a change costs one read, once
+    assert command_calls(h, "evalsha") == scripts + 2  # refused (REGRANT), then rotated
+
+
+def test_refresh_ends_a_session_whose_audience_the_account_lost(
+    authsvc_server_factory: HarnessFactory,
+) -> None:
+    h = authsvc_server_factory(audiences=("billing",))
+    h.create_user("alice", PASSWORD)
+    billing = h.login("alice", PASSWORD, audience="billing")
+    own = h.login("alice", PASSWORD)
+    h.run(h.store.set_audiences("alice", ["authsvc"]))
+    assert refresh_code(h, billing.refresh_token) == grpc.StatusCode.UNAUTHENTICATED
+    assert not valid(h, billing.access_token)  # the session is gone, its tokens with it
+    assert refresh(h, own.refresh_token).refresh_token  # the allowed audience still works
+    outcome = [e.outcome for e in h.events.events if isinstance(e, events.Refreshed)]
+    assert outcome == [events.RefreshOutcome.REFUSED, events.RefreshOutcome.ROTATED]

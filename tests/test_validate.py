@@ -176,3 +176,21 @@ def test_oversized_message_is_refused_without_internal(authsvc_server: Harness) 
     with pytest.raises(grpc.RpcError) as excinfo:
         validate(authsvc_server, "x" * 200_000)
     assert excinfo.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_validate_can_require_an_audience(authsvc_server_factory: Any) -> None:
+    h = authsvc_server_factory(validate_require_audience=True, audiences=("billing",))
+    h.create_user("alice", PASSWORD)
+    token = h.login("alice", PASSWORD, audience="billing").access_token
+    with pytest.raises(grpc.RpcError) as excinfo:
+        validate(h, token)
+    assert excinfo.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "audience is required" in (excinfo.value.details() or "")
+    assert validate(h, token, audience="billing").valid
+    assert validate(h, token, audience="authsvc").reason == R.INVALID_REASON_WRONG_AUDIENCE
+
+
+def test_validate_without_an_audience_is_answered_by_default(
+    authsvc_server: Harness, login: Any
+) -> None:
+    assert validate(authsvc_server, login.access_token).valid
