@@ -1,7 +1,9 @@
 """Account administration: the domain operations behind `authsvc user ...` / `client ...`.
 
 Validates names, secrets, scopes and audiences, hashes secrets, and calls the store's named
-operations. Knows nothing of gRPC or of the command line.
+operations. New accounts get the canonical form of the name they are given; the other
+operations find an account under any spelling of its name (`authsvc.names`). Knows nothing
+of gRPC or of the command line.
 """
 
 from __future__ import annotations
@@ -103,6 +105,10 @@ class AccountAdmin:
     def _changed(self, name: str, action: str, by: Actor, ended: int = 0) -> None:
         self._events.emit(events.AccountChanged(name, by.source, action, actor_name(by), ended))
 
+    async def _existing(self, spelling: str) -> str:
+        """The stored name of the account `spelling` names (see `RedisStore.stored_name`)."""
+        return await self._store.stored_name(spelling, validate_name(spelling))
+
     async def add_user(
         self, name: str, password: str, scopes: Sequence[str], by: Actor = LOCAL_OPERATOR
     ) -> None:
@@ -130,7 +136,7 @@ class AccountAdmin:
 
     async def change_password(self, name: str, password: str, by: Actor = LOCAL_OPERATOR) -> int:
         """Set a new password and end every session; returns how many ended."""
-        name = validate_name(name)
+        name = await self._existing(name)
         pwhash = await self._hasher.hash_async(validate_secret(password))
         ended = await self._store.change_password(name, pwhash)
         self._changed(name, "password_changed", by, ended)
@@ -138,13 +144,15 @@ class AccountAdmin:
 
     async def disable(self, name: str, by: Actor = LOCAL_OPERATOR) -> int:
         """Disable an account and end every session; returns how many ended."""
-        ended = await self._store.disable_account(validate_name(name))
+        name = await self._existing(name)
+        ended = await self._store.disable_account(name)
         self._changed(name, "disabled", by, ended)
         return ended
 
     async def enable(self, name: str, by: Actor = LOCAL_OPERATOR) -> None:
         """Enable a disabled account."""
-        await self._store.enable_account(validate_name(name))
+        name = await self._existing(name)
+        await self._store.enable_account(name)
         self._changed(name, "enabled", by)
 
     async def set_scopes(
@@ -152,7 +160,9 @@ class AccountAdmin:
     ) -> None:
         """Replace the scopes an account may be granted; a session's next Refresh gets
         only the scopes it was granted that the account still has."""
-        await self._store.set_scopes(validate_name(name), validate_scopes(scopes))
+        allowed = validate_scopes(scopes)
+        name = await self._existing(name)
+        await self._store.set_scopes(name, allowed)
         self._changed(name, "scopes_set", by)
 
     async def get(self, name: str) -> Account:
@@ -161,7 +171,7 @@ class AccountAdmin:
         Raises:
             InvalidInput, NotFound.
         """
-        account = await self._store.get_account(validate_name(name))
+        account = await self._store.get_account(await self._existing(name))
         if account is None:
             raise NotFound(f"no account {name!r}")
         return account
@@ -176,7 +186,9 @@ class AccountAdmin:
             InvalidInput: bad name or audiences.
             NotFound: no such account.
         """
-        await self._store.set_audiences(validate_name(name), validate_audiences(audiences))
+        allowed = validate_audiences(audiences)
+        name = await self._existing(name)
+        await self._store.set_audiences(name, allowed)
         self._changed(name, "audiences_set", by)
 
     async def list(self) -> list[Account]:
@@ -201,7 +213,8 @@ class AccountAdmin:
         Raises:
             InvalidInput, NotFound: no such account.
         """
-        name, limit = validate_name(name), page_size_of(page_size)
+        limit = page_size_of(page_size)
+        name = await self._existing(name)
         listing = "sessions:" + name
         after = decode_page_token(listing, page_token)
         await self.get(name)
@@ -214,7 +227,8 @@ class AccountAdmin:
         Raises:
             InvalidInput, NotFound: no such session (ended already, or never existed).
         """
-        name, session_id = validate_name(name), validate_session_id(session_id)
+        session_id = validate_session_id(session_id)
+        name = await self._existing(name)
         if not await self._store.revoke_session(name, session_id):
             raise NotFound(f"no live session {session_id!r} of {name!r}")
         self._events.emit(events.Revoked(name, by.source, session_id, "session", actor_name(by)))

@@ -162,6 +162,7 @@ async def _with_store(settings: Settings, action: Callable[[RedisStore], Awaitab
     url = embedded.start() if embedded else settings.redis_url
     store = make_store(settings, url)
     try:
+        await store.index_legacy_names()  # so older accounts are found under any spelling
         await action(store)
     finally:
         await store.close()
@@ -186,7 +187,7 @@ def _admin(settings: Settings, args: argparse.Namespace) -> None:
             validate_name(name)  # before asking for a password
             password = _read_secret(args.password_stdin, confirm=True)
             await admin.add_user(name, password, _csv(args.scopes))
-            print(f"user {name} created")
+            print(f"user {validate_name(name)} created")
         elif args.action == "passwd":
             validate_name(name)
             password = _read_secret(args.password_stdin, confirm=True)

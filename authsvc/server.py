@@ -24,6 +24,7 @@ from authsvc.accounts import AccountAdmin
 from authsvc.clock import Clock, system_clock
 from authsvc.config import Settings
 from authsvc.embedded_redis import EmbeddedRedis
+from authsvc.errors import StoreUnavailable
 from authsvc.events import EventSink, Fanout
 from authsvc.keyring import KeyRing
 from authsvc.keys import KeyProvider, StaticKeys, load_file_keyset, verification_public_keys
@@ -191,6 +192,7 @@ class AuthServer:
              reflection.SERVICE_NAME),
             self._server,
         )  # fmt: skip
+        self._names_indexed = False
         self.port = 0
 
     async def start(self) -> int:
@@ -219,7 +221,10 @@ class AuthServer:
                 self.settings.metrics_listen, self.metrics.registry
             )
             self.metrics_port = self._metrics_endpoint.port
-        await self._set_health(await self.service.healthy())
+        up = await self.service.healthy()
+        if up:
+            await self._index_names()
+        await self._set_health(up)
         await self._server.start()
         self._monitor = asyncio.create_task(self._monitor_redis())
         if isinstance(self.service.keys, KeyRing):
@@ -241,6 +246,8 @@ class AuthServer:
         last: bool | None = None
         while True:
             up = await self.service.healthy()
+            if up and not self._names_indexed:  # Redis was down at start
+                await self._index_names()
             if up != last:
                 await self._set_health(up)
                 self._telemetry.redis_up(up)
@@ -266,6 +273,21 @@ class AuthServer:
                 await ring.refresh()
             except Exception:  # never let the follower die; each refresh logs its cause
                 log.exception("following the signing-key ring failed")
+
+    async def _index_names(self) -> None:
+        """Index accounts stored under pre-canonical names (see `RedisStore.index_legacy_names`)."""
+        try:
+            unreachable = await self._store.index_legacy_names()
+        except StoreUnavailable:
+            return  # retried by the monitor once Redis answers
+        self._names_indexed = True
+        for name in unreachable:
+            log.warning(
+                "account %r shares its canonical name with another account; it logs in "
+                "only under this exact spelling: rename or disable one of them",
+                name,
+                extra={"event": "name_collision"},
+            )
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting calls, let in-flight calls finish within `grace`, close Redis."""

@@ -33,6 +33,7 @@ from authsvc.errors import (
 )
 from authsvc.grace import GraceAnswer
 from authsvc.keys import KeyProvider
+from authsvc.names import STORED_NAME_RE, canonical_name
 from authsvc.passwords import MAX_SECRET_BYTES, PasswordHasher
 from authsvc.revocation_view import RevocationView
 from authsvc.store import (
@@ -63,7 +64,8 @@ from authsvc.tokens import (
 
 log = logging.getLogger(__name__)
 
-NAME_RE = re.compile(r"[A-Za-z0-9._@-]{1,128}")
+#: Names as stored (and carried in tokens): canonical, or an older account's capitals.
+NAME_RE = STORED_NAME_RE
 SCOPE_RE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]{1,128}")  # RFC 6749 scope-token
 MAX_SCOPES = 64
 AUDIENCE_RE = re.compile(r"[\x21-\x2b\x2d-\x7e]{1,128}")  # printable, no space or comma
@@ -119,19 +121,23 @@ class Validation:
 
 
 def validate_name(name: str) -> str:
-    """Check an account name; raises InvalidInput naming the rule."""
-    if not name:
-        raise InvalidInput("username is required")
-    if not NAME_RE.fullmatch(name):
-        raise InvalidInput("username must be 1-128 characters of A-Z a-z 0-9 . _ @ -")
-    return name
+    """Check an account name; returns its canonical form (see `authsvc.names`).
+
+    Raises:
+        InvalidInput: naming the rule (never repeating the name).
+    """
+    return canonical_name(name)
 
 
 def validate_secret(secret: str, what: str = "password") -> str:
     """Check a password or client secret's size (taken byte-exact, never stripped)."""
     if not secret:
         raise InvalidInput(f"{what} is required")
-    if len(secret.encode()) > MAX_SECRET_BYTES:
+    try:
+        size = len(secret.encode())
+    except UnicodeEncodeError:  # lone surrogates (e.g. undecodable bytes from a shell)
+        raise InvalidInput(f"{what} is not valid Unicode") from None
+    if size > MAX_SECRET_BYTES:
         raise InvalidInput(f"{what} is longer than {MAX_SECRET_BYTES} bytes")
     return secret
 
@@ -223,7 +229,7 @@ class AuthService:
             InvalidInput, InvalidCredentials, LoginThrottled, ScopeNotAllowed,
             AudienceNotAllowed, StoreUnavailable.
         """
-        validate_name(username)
+        username = await self._store.stored_name(username, validate_name(username))
         validate_secret(password)
         asked = validate_scopes(scopes)
         audience = self._audience(audience)

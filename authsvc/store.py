@@ -4,6 +4,9 @@ Key layout (every key of one user shares the hash tag `{u:<name>}`, so multi-key
 stay in one Redis Cluster slot):
 
     authsvc:users                      SET   all account names (admin listing only)
+    authsvc:names                      HASH  spelling -> stored name, only for accounts
+                                             stored under a name that is not canonical
+                                             (created before names were; see names.py)
     authsvc:{u:NAME}:user              HASH  kind, pwhash, pwver, disabled, scopes, auds
                                              (allowed audiences), created
     authsvc:{u:NAME}:fails             HASH  n (failed logins in a row), until (throttle, ms)
@@ -38,7 +41,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from authsvc import store_scripts
-from authsvc.errors import AccountExists, NotFound, StoreUnavailable
+from authsvc.errors import AccountExists, InvalidInput, NotFound, StoreUnavailable
+from authsvc.names import canonical_name
 from authsvc.telemetry import NULL_TELEMETRY, StoreErrorKind, Telemetry
 
 P = ParamSpec("P")
@@ -46,6 +50,7 @@ T = TypeVar("T")
 
 _PREFIX = "authsvc:"
 USERS_INDEX = _PREFIX + "users"
+NAMES_INDEX = _PREFIX + "names"
 REVOCATIONS_CHANNEL = _PREFIX + "revocations"
 SIGNING_KEYS = _PREFIX + "signing-keys"
 KEEP_RETIRED = 8
@@ -394,7 +399,10 @@ class RedisStore:
     async def create_account(
         self, name: str, kind: AccountKind, pwhash: str, scopes: Sequence[str], now: float
     ) -> None:
-        """Create an account; raises AccountExists if the name is taken."""
+        """Create an account; raises AccountExists if the name is taken (under any spelling
+        an older account's name has, see `index_legacy_names`)."""
+        if await self._r.hexists(NAMES_INDEX, name):
+            raise AccountExists(f"account {name!r} already exists")
         created = await self._r.hsetnx(user_key(name), "pwhash", pwhash)
         if not created:
             raise AccountExists(f"account {name!r} already exists")
@@ -409,6 +417,53 @@ class RedisStore:
             },
         )
         await self._r.sadd(USERS_INDEX, name)
+
+    @_store_call
+    async def stored_name(self, spelling: str, canonical: str) -> str:
+        """The name an account is stored under, for a spelling and its canonical form.
+
+        Accounts created since names are canonical are stored under the canonical name.
+        An older account stored as e.g. `Alice` is found under its exact spelling, and
+        under any other (`alice`, `ALICE`) unless another account already owns that
+        canonical name. One round trip (HMGET of one small hash, empty when there are no
+        such accounts).
+        """
+        fields = (spelling, canonical) if spelling != canonical else (canonical,)
+        found = cast(
+            list[str | None],
+            await self._idempotent(lambda: self._r.hmget(NAMES_INDEX, *fields)),
+        )
+        return next((name for name in found if name), canonical)
+
+    @_store_call
+    async def index_legacy_names(self) -> list[str]:
+        """Index the accounts stored under a name that is not canonical (made before names
+        were canonical), so `stored_name` finds them; idempotent, run at every start.
+
+        Each is indexed under its exact spelling and, unless an account already has that
+        canonical name, under its canonical name (the first such spelling in sorted order
+        wins). Returns the names reachable only under their exact spelling (collisions),
+        for the operator to resolve.
+        """
+        names = sorted(cast(set[str], await self._r.smembers(USERS_INDEX)))
+        existing = set(names)
+        unreachable: list[str] = []
+        async with self._r.pipeline(transaction=False) as pipe:
+            for name in names:
+                try:
+                    canonical = canonical_name(name)
+                except InvalidInput:
+                    canonical = ""  # not a valid name today: reachable by exact spelling
+                if canonical == name:
+                    continue
+                pipe.hsetnx(NAMES_INDEX, name, name)
+                if canonical and canonical not in existing:
+                    pipe.hsetnx(NAMES_INDEX, canonical, name)
+                    existing.add(canonical)
+                else:
+                    unreachable.append(name)
+            await pipe.execute()
+        return unreachable
 
     @_store_call
     async def get_account(self, name: str) -> Account | None:

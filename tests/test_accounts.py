@@ -18,7 +18,7 @@ def test_set_audiences_stores_them_and_says_who_did(authsvc_server: Harness) -> 
     sink = events.RecordingSink()
     admin = AccountAdmin(h.store, h.server._hasher, h.clock, sink)
     h.run(admin.add_user("dana", PASSWORD, ["read"]))
-    h.run(admin.set_audiences("dana", ["billing", "search", "billing"]))
+    h.run(admin.set_audiences("DANA", ["billing", "search", "billing"]))
     account = h.run(h.store.get_account("dana"))
     assert account is not None and account.audiences == ("billing", "search")
     h.run(admin.set_audiences("dana", []))  # back to the service-wide list

@@ -218,3 +218,21 @@ def test_revoke_of_others_sessions_with_an_access_token_takes_an_admin_token(
                   str(tmp_path / "nope"), check=False)  # fmt: skip
     assert missing.returncode == 2 and "cannot read" in missing.stderr
     assert "Traceback" not in refused.stderr + missing.stderr
+
+
+def test_names_are_canonical_and_audiences_set_from_the_shell(env: dict[str, str]) -> None:
+    out = cli(env, "user", "add", "Grace", "--password-stdin", stdin="pw-grace\npw-grace\n")
+    assert "user grace created" in out.stdout
+    dup = cli(env, "user", "add", "GRACE", "--password-stdin", stdin="x\nx\n", check=False)
+    assert dup.returncode == 2 and "already exists" in dup.stderr
+    cli(env, "user", "audiences", "GRACE", "--audiences", "authsvc")
+    assert "grace\tuser\tactive\t\taudiences=authsvc" in cli(env, "user", "list").stdout
+    bad = cli(env, "user", "audiences", "grace", "--audiences", "a b", check=False)
+    assert bad.returncode == 2 and "audiences must be" in bad.stderr
+    # An undecodable byte in argv reaches Python as a lone surrogate: a clear error.
+    hostile = subprocess.run(
+        [AUTHSVC_BIN, "user", "disable", b"gr\xffce"],
+        capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+    assert hostile.returncode == 2 and "not valid Unicode" in hostile.stderr
+    assert "Traceback" not in dup.stderr + bad.stderr + hostile.stderr
