@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -307,11 +308,31 @@ class Settings:
         "to name itself cannot accept tokens minted for another",
         default=False,
     )
+    allow_plaintext: bool = _setting(
+        _BOOLEAN,
+        "serve plaintext on a non-loopback address (refused without it; logged as a warning)",
+        default=False,
+    )
+    reflection: bool = _setting(
+        _BOOLEAN, "serve gRPC server reflection (service and message descriptions)", default=True
+    )
 
     @property
     def allowed_audiences(self) -> frozenset[str]:
         """The audiences tokens may be issued for and are accepted with."""
         return frozenset((self.default_audience, *self.audiences))
+
+    @property
+    def listens_on_loopback(self) -> bool:
+        """True when `listen` is a loopback address (127.0.0.0/8, ::1, localhost): only
+        this machine can connect. Anything else, `0.0.0.0` and host names included, is not."""
+        host = self.listen.rpartition(":")[0].strip("[]")
+        if host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
 
     @property
     def uses_embedded_redis(self) -> bool:

@@ -24,7 +24,7 @@ from authsvc.accounts import AccountAdmin
 from authsvc.clock import Clock, system_clock
 from authsvc.config import Settings
 from authsvc.embedded_redis import EmbeddedRedis
-from authsvc.errors import StoreUnavailable
+from authsvc.errors import ConfigError, StoreUnavailable
 from authsvc.events import EventSink, Fanout
 from authsvc.keyring import KeyRing
 from authsvc.keys import KeyProvider, StaticKeys, load_file_keyset, verification_public_keys
@@ -118,6 +118,28 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
     )
 
 
+def check_plaintext(settings: Settings) -> None:
+    """Refuse to serve plaintext off loopback unless the operator chose it.
+
+    Raises:
+        ConfigError: no TLS, a non-loopback listen address, and AUTHSVC_ALLOW_PLAINTEXT
+            not set (tokens and passwords would cross the network in clear).
+    """
+    if settings.tls_cert_file or settings.listens_on_loopback:
+        return
+    if not settings.allow_plaintext:
+        raise ConfigError(
+            f"refusing to serve plaintext on the non-loopback address {settings.listen}: "
+            "set AUTHSVC_TLS_CERT_FILE and AUTHSVC_TLS_KEY_FILE, or AUTHSVC_ALLOW_PLAINTEXT=true "
+            "if a trusted layer (a mesh sidecar) encrypts the traffic"
+        )
+    log.warning(
+        "serving plaintext on a non-loopback address (AUTHSVC_ALLOW_PLAINTEXT=true): "
+        "passwords and tokens cross the network in clear",
+        extra={"event": "plaintext", "listen": settings.listen},
+    )
+
+
 class AuthServer:
     """One grpc.aio server process: AuthService + health + reflection over one Redis.
 
@@ -186,12 +208,13 @@ class AuthServer:
             AdminServicer(self.service, self.accounts), self._server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, ADMIN_SERVICE_NAME,
-             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-             reflection.SERVICE_NAME),
-            self._server,
-        )  # fmt: skip
+        if settings.reflection:
+            reflection.enable_server_reflection(
+                (SERVICE_NAME, ADMIN_SERVICE_NAME,
+                 health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                 reflection.SERVICE_NAME),
+                self._server,
+            )  # fmt: skip
         self._names_indexed = False
         self.port = 0
 
@@ -336,6 +359,7 @@ def _worker(settings: Settings, redis_url: str) -> None:
 def run(settings: Settings) -> None:
     """Run the server (and its embedded Redis when no URL is set) until SIGTERM/SIGINT."""
     logs.configure(settings.log_level)
+    check_plaintext(settings)
     audit.configure(settings.audit_log)
     embedded = EmbeddedRedis(settings.data_dir) if settings.uses_embedded_redis else None
     redis_url = embedded.start() if embedded else settings.redis_url

@@ -72,6 +72,8 @@ EXAMPLES: dict[str, tuple[str, Any, str | None]] = {
     "admin_identities": ("spiffe://a, b", ("spiffe://a", "b"), None),
     "metrics_listen": ("[::1]:9464", "[::1]:9464", "9464"),
     "audit_log": (NEW_FILE, NEW_FILE, "/nonexistent/audit.log"),
+    "allow_plaintext": ("true", True, "maybe"),
+    "reflection": ("off", False, "2"),
 }  # fmt: skip
 
 

@@ -1,7 +1,9 @@
-"""Server behaviour: reflection, graceful shutdown with calls in flight, workers."""
+"""Server behaviour: reflection, graceful shutdown with calls in flight, workers, and
+the refusal to serve plaintext off loopback by accident."""
 
 from __future__ import annotations
 
+import logging
 import signal
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -14,9 +16,14 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
+from authsvc.config import Settings
+from authsvc.errors import ConfigError
+from authsvc.server import check_plaintext
+from tests.certs import make_pki
 from tests.harness import (
     AUTHSVC_BIN,
     Harness,
+    HarnessFactory,
     RedisProcess,
     env_without_authsvc_settings,
     free_port,
@@ -90,3 +97,55 @@ def test_workers_share_one_port_and_one_key_set(tmp_path: Path) -> None:
         server.communicate(timeout=30)
         redis.stop()
     assert server.returncode == 0
+
+
+def test_reflection_can_be_switched_off(authsvc_server_factory: HarnessFactory) -> None:
+    h = authsvc_server_factory(reflection=False)
+    with pytest.raises(grpc.RpcError) as excinfo:
+        ProtoReflectionDescriptorDatabase(h.channel).get_services()
+    assert excinfo.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert h.stub.GetJwks(auth_pb2.GetJwksRequest(), timeout=10).jwks_json  # still serving
+
+
+@pytest.mark.parametrize("listen", ["127.0.0.1:50051", "127.8.9.10:1", "[::1]:50051",
+                                    "localhost:50051"])  # fmt: skip
+def test_plaintext_on_loopback_needs_no_choice(listen: str) -> None:
+    settings = Settings(listen=listen)
+    assert settings.listens_on_loopback
+    check_plaintext(settings)
+
+
+@pytest.mark.parametrize(
+    "listen", ["0.0.0.0:50051", "[::]:50051", "10.1.2.3:50051", "authsvc.internal:50051"]
+)
+def test_plaintext_off_loopback_is_refused_unless_chosen(
+    listen: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with pytest.raises(ConfigError, match="AUTHSVC_ALLOW_PLAINTEXT"):
+        check_plaintext(Settings(listen=listen))
+    with caplog.at_level(logging.WARNING, logger="authsvc.server"):
+        check_plaintext(Settings(listen=listen, allow_plaintext=True))
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    assert "plaintext" in caplog.records[0].getMessage()
+
+
+def test_tls_off_loopback_needs_no_choice(tmp_path: Path) -> None:
+    _, server, _ = make_pki(tmp_path)
+    check_plaintext(
+        Settings(listen="0.0.0.0:50051", tls_cert_file=str(server.cert),
+                 tls_key_file=str(server.key))
+    )  # fmt: skip
+
+
+def test_serve_refuses_plaintext_off_loopback_before_binding(tmp_path: Path) -> None:
+    # TEST-NET-1 (RFC 5737): not loopback, and never an address of this host, so even a
+    # server that failed to refuse could not listen on a real network interface.
+    env = env_without_authsvc_settings(
+        AUTHSVC_LISTEN=f"192.0.2.1:{free_port()}", AUTHSVC_DATA_DIR=str(tmp_path / "data")
+    )
+    result = subprocess.run(
+        [AUTHSVC_BIN, "serve"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert "AUTHSVC_ALLOW_PLAINTEXT" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "data" / "redis").exists()  # stopped before starting anything
