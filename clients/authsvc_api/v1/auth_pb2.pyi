@@ -91,9 +91,13 @@ class _RevokeScopeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RevokeSco
     REVOKE_SCOPE_TOKEN: _RevokeScope.ValueType  # 1
     """Just this token. A refresh token is its session's credential, so this ends the session."""
     REVOKE_SCOPE_SESSION: _RevokeScope.ValueType  # 2
-    """The token's whole session: its refresh token and every access token issued in it."""
+    """The token's whole session: its refresh token and every access token issued in it.
+    Takes the session's live refresh token, or an access token from an administrator caller.
+    """
     REVOKE_SCOPE_USER: _RevokeScope.ValueType  # 3
-    """Every session of the token's user ("log out everywhere")."""
+    """Every session of the token's user ("log out everywhere"). Takes an unexpired live
+    refresh token of one of them, or an access token from an administrator caller.
+    """
 
 class RevokeScope(_RevokeScope, metaclass=_RevokeScopeEnumTypeWrapper):
     """What Revoke ends."""
@@ -103,9 +107,13 @@ REVOKE_SCOPE_UNSPECIFIED: RevokeScope.ValueType  # 0
 REVOKE_SCOPE_TOKEN: RevokeScope.ValueType  # 1
 """Just this token. A refresh token is its session's credential, so this ends the session."""
 REVOKE_SCOPE_SESSION: RevokeScope.ValueType  # 2
-"""The token's whole session: its refresh token and every access token issued in it."""
+"""The token's whole session: its refresh token and every access token issued in it.
+Takes the session's live refresh token, or an access token from an administrator caller.
+"""
 REVOKE_SCOPE_USER: RevokeScope.ValueType  # 3
-"""Every session of the token's user ("log out everywhere")."""
+"""Every session of the token's user ("log out everywhere"). Takes an unexpired live
+refresh token of one of them, or an access token from an administrator caller.
+"""
 Global___RevokeScope: _TypeAlias = RevokeScope  # noqa: Y015
 
 @_typing.final
@@ -117,11 +125,16 @@ class LoginRequest(_message.Message):
     AUDIENCE_FIELD_NUMBER: _builtins.int
     SCOPES_FIELD_NUMBER: _builtins.int
     username: _builtins.str
-    """Username, or a service account's client id. 1-128 characters of [A-Za-z0-9._@-]."""
+    """Username, or a service account's client id. Compared in its canonical form (NFKC, then
+    case folding), which must be 1-128 characters of [a-z0-9._@-]; tokens carry that form.
+    """
     password: _builtins.str
     """Password, or a service account's client secret. Taken byte-exact; at most 1024 bytes."""
     audience: _builtins.str
-    """Audience (`aud`) the access token is for; empty means the server's default audience."""
+    """Audience (`aud`) the access token is for; empty means the server's default audience.
+    It must be one the server knows (else INVALID_ARGUMENT) and, when the account has a list
+    of allowed audiences, on that list (else PERMISSION_DENIED).
+    """
     @_builtins.property
     def scopes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Scopes asked for; empty means every scope the account is allowed."""
@@ -198,7 +211,9 @@ class RefreshRequest(_message.Message):
     """The refresh token from the last Login or Refresh."""
     @_builtins.property
     def scopes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Optional narrower set of scopes for the new access token; never wider than the session's."""
+        """Optional narrower set of scopes for the new access token; never wider than the session's,
+        nor than what the account is allowed now.
+        """
 
     def __init__(
         self,
@@ -239,7 +254,9 @@ class RefreshResponse(_message.Message):
     """Session id (unchanged by a refresh)."""
     @_builtins.property
     def scopes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Scopes granted to the new access token."""
+        """Scopes granted to the new access token: the session's (or the narrower ones asked for),
+        less any the account is no longer allowed.
+        """
 
     def __init__(
         self,
@@ -270,7 +287,9 @@ class ValidateRequest(_message.Message):
     access_token: _builtins.str
     """The access token (JWT) to check."""
     audience: _builtins.str
-    """If set, the token's `aud` must contain this audience."""
+    """If set, the token's `aud` must contain this audience. Required (else INVALID_ARGUMENT)
+    when the server runs with AUTHSVC_VALIDATE_REQUIRE_AUDIENCE=true.
+    """
     @_builtins.property
     def required_scopes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Scopes the token must all carry."""
@@ -380,12 +399,19 @@ Global___ValidateResponse: _TypeAlias = ValidateResponse  # noqa: Y015
 
 @_typing.final
 class RevokeRequest(_message.Message):
+    """An administrator authenticates with `authorization: Bearer <access token>` metadata (a
+    token for the default audience carrying AUTHSVC_ADMIN_SCOPE) or an mTLS client certificate
+    whose identity is in AUTHSVC_ADMIN_IDENTITIES.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TOKEN_FIELD_NUMBER: _builtins.int
     SCOPE_FIELD_NUMBER: _builtins.int
     token: _builtins.str
-    """An access token or a refresh token."""
+    """An access token or a refresh token. A refresh token retired by a Refresh keeps its
+    power only inside the grace window.
+    """
     scope: Global___RevokeScope.ValueType
     """What to revoke."""
     def __init__(

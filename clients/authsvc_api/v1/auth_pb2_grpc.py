@@ -31,12 +31,14 @@ class AuthServiceStub:
     Status codes are part of the contract:
     INVALID_ARGUMENT    empty, malformed or oversized input.
     UNAUTHENTICATED     bad credentials (one generic message) or an unusable refresh token.
-    PERMISSION_DENIED   scopes asked for that the account may not have.
+    PERMISSION_DENIED   scopes or an audience the account may not have; Revoke of a session
+    or a user's sessions with an access token, by a caller that is not an
+    administrator.
     RESOURCE_EXHAUSTED  too many failed logins; the message and the `retry-after` trailer say
     when to try again.
     UNAVAILABLE         the token store (Redis) cannot be reached; retry later.
     Validate answers an invalid access token with valid=false and a reason, not with an error.
-    Revoke answers OK for unknown or invalid tokens (RFC 7009).
+    Revoke answers OK for unknown or invalid tokens (RFC 7009), retired refresh tokens included.
     """
 
     def __init__(self, channel):
@@ -78,12 +80,14 @@ class AuthServiceServicer:
     Status codes are part of the contract:
     INVALID_ARGUMENT    empty, malformed or oversized input.
     UNAUTHENTICATED     bad credentials (one generic message) or an unusable refresh token.
-    PERMISSION_DENIED   scopes asked for that the account may not have.
+    PERMISSION_DENIED   scopes or an audience the account may not have; Revoke of a session
+    or a user's sessions with an access token, by a caller that is not an
+    administrator.
     RESOURCE_EXHAUSTED  too many failed logins; the message and the `retry-after` trailer say
     when to try again.
     UNAVAILABLE         the token store (Redis) cannot be reached; retry later.
     Validate answers an invalid access token with valid=false and a reason, not with an error.
-    Revoke answers OK for unknown or invalid tokens (RFC 7009).
+    Revoke answers OK for unknown or invalid tokens (RFC 7009), retired refresh tokens included.
     """
 
     def Login(self, request, context):
@@ -163,12 +167,14 @@ class AuthService:
     Status codes are part of the contract:
     INVALID_ARGUMENT    empty, malformed or oversized input.
     UNAUTHENTICATED     bad credentials (one generic message) or an unusable refresh token.
-    PERMISSION_DENIED   scopes asked for that the account may not have.
+    PERMISSION_DENIED   scopes or an audience the account may not have; Revoke of a session
+    or a user's sessions with an access token, by a caller that is not an
+    administrator.
     RESOURCE_EXHAUSTED  too many failed logins; the message and the `retry-after` trailer say
     when to try again.
     UNAVAILABLE         the token store (Redis) cannot be reached; retry later.
     Validate answers an invalid access token with valid=false and a reason, not with an error.
-    Revoke answers OK for unknown or invalid tokens (RFC 7009).
+    Revoke answers OK for unknown or invalid tokens (RFC 7009), retired refresh tokens included.
     """
 
     @staticmethod

@@ -37,12 +37,14 @@ class AuthServiceStub:
     Status codes are part of the contract:
       INVALID_ARGUMENT    empty, malformed or oversized input.
       UNAUTHENTICATED     bad credentials (one generic message) or an unusable refresh token.
-      PERMISSION_DENIED   scopes asked for that the account may not have.
+      PERMISSION_DENIED   scopes or an audience the account may not have; Revoke of a session
+                          or a user's sessions with an access token, by a caller that is not an
+                          administrator.
       RESOURCE_EXHAUSTED  too many failed logins; the message and the `retry-after` trailer say
                           when to try again.
       UNAVAILABLE         the token store (Redis) cannot be reached; retry later.
     Validate answers an invalid access token with valid=false and a reason, not with an error.
-    Revoke answers OK for unknown or invalid tokens (RFC 7009).
+    Revoke answers OK for unknown or invalid tokens (RFC 7009), retired refresh tokens included.
     """
 
     @_typing.overload
@@ -67,12 +69,14 @@ class AuthServiceAsyncStub(AuthServiceStub):
     Status codes are part of the contract:
       INVALID_ARGUMENT    empty, malformed or oversized input.
       UNAUTHENTICATED     bad credentials (one generic message) or an unusable refresh token.
-      PERMISSION_DENIED   scopes asked for that the account may not have.
+      PERMISSION_DENIED   scopes or an audience the account may not have; Revoke of a session
+                          or a user's sessions with an access token, by a caller that is not an
+                          administrator.
       RESOURCE_EXHAUSTED  too many failed logins; the message and the `retry-after` trailer say
                           when to try again.
       UNAVAILABLE         the token store (Redis) cannot be reached; retry later.
     Validate answers an invalid access token with valid=false and a reason, not with an error.
-    Revoke answers OK for unknown or invalid tokens (RFC 7009).
+    Revoke answers OK for unknown or invalid tokens (RFC 7009), retired refresh tokens included.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -93,12 +97,14 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
     Status codes are part of the contract:
       INVALID_ARGUMENT    empty, malformed or oversized input.
       UNAUTHENTICATED     bad credentials (one generic message) or an unusable refresh token.
-      PERMISSION_DENIED   scopes asked for that the account may not have.
+      PERMISSION_DENIED   scopes or an audience the account may not have; Revoke of a session
+                          or a user's sessions with an access token, by a caller that is not an
+                          administrator.
       RESOURCE_EXHAUSTED  too many failed logins; the message and the `retry-after` trailer say
                           when to try again.
       UNAVAILABLE         the token store (Redis) cannot be reached; retry later.
     Validate answers an invalid access token with valid=false and a reason, not with an error.
-    Revoke answers OK for unknown or invalid tokens (RFC 7009).
+    Revoke answers OK for unknown or invalid tokens (RFC 7009), retired refresh tokens included.
     """
 
     @_abc_1.abstractmethod
