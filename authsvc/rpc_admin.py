@@ -103,6 +103,14 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         return admin_pb2.SetScopesResponse()
 
     @maps_errors
+    async def SetAudiences(
+        self, request: admin_pb2.SetAudiencesRequest, context: Context
+    ) -> admin_pb2.SetAudiencesResponse:
+        admin = await self._admin(context)
+        await self._accounts.set_audiences(request.name, list(request.audiences), by=admin)
+        return admin_pb2.SetAudiencesResponse()
+
+    @maps_errors
     async def ResetPassword(
         self, request: admin_pb2.ResetPasswordRequest, context: Context
     ) -> admin_pb2.ResetPasswordResponse:

@@ -83,6 +83,7 @@ REQUESTS: dict[str, Any] = {
     "DisableAccount": A.DisableAccountRequest(name="alice"),
     "EnableAccount": A.EnableAccountRequest(name="alice"),
     "SetScopes": A.SetScopesRequest(name="alice", scopes=["read"]),
+    "SetAudiences": A.SetAudiencesRequest(name="alice", audiences=["authsvc"]),
     "ResetPassword": A.ResetPasswordRequest(name="alice", new_password="pw-alice-2"),
     "ListAccounts": A.ListAccountsRequest(),
     "ListSessions": A.ListSessionsRequest(name="alice"),
@@ -208,6 +209,21 @@ def test_set_scopes_changes_what_a_login_may_get(admin: Admin) -> None:
     assert denied == grpc.StatusCode.PERMISSION_DENIED
     missing = A.SetScopesRequest(name="nobody", scopes=["read"])
     assert admin.code("SetScopes", missing) == grpc.StatusCode.NOT_FOUND
+
+
+def test_set_audiences_limits_what_a_login_may_ask_for(
+    authsvc_server_factory: HarnessFactory,
+) -> None:
+    admin = Admin(authsvc_server_factory(audiences=("billing",)))
+    h = admin.h
+    h.create_user("alice", PASSWORD)
+    assert h.login("alice", PASSWORD, audience="billing").access_token
+    admin.call("SetAudiences", A.SetAudiencesRequest(name="alice", audiences=["authsvc"]))
+    refused = code_of(lambda: h.login("alice", PASSWORD, audience="billing"))
+    assert refused == grpc.StatusCode.PERMISSION_DENIED
+    assert h.login("alice", PASSWORD).access_token  # the default audience is still allowed
+    missing = A.SetAudiencesRequest(name="nobody", audiences=["authsvc"])
+    assert admin.code("SetAudiences", missing) == grpc.StatusCode.NOT_FOUND
 
 
 def test_reset_password_ends_sessions_and_only_the_new_password_works(admin: Admin) -> None:
@@ -357,6 +373,7 @@ BAD_INPUT: list[tuple[str, Any]] = [
     ("DisableAccount", A.DisableAccountRequest(name="")),
     ("EnableAccount", A.EnableAccountRequest(name="n" * 129)),
     ("SetScopes", A.SetScopesRequest(name="alice", scopes=['quote"'])),
+    ("SetAudiences", A.SetAudiencesRequest(name="alice", audiences=["has space"])),
     ("ResetPassword", A.ResetPasswordRequest(name="alice", new_password="")),
     ("ListAccounts", A.ListAccountsRequest(page_size=-1)),
     ("ListAccounts", A.ListAccountsRequest(page_token="garbage")),

@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61uthsvc_api/v1/admin.proto\x12\nauthsvc.v1\"q\n\x07\x41\x63\x63ount\x12\x0c\n\x04name\x18\x01 \x01(\t\x12%\n\x04kind\x18\x02 \x01(\x0e\x32\x17.authsvc.v1.AccountKind\x12\x10\n\x08\x64isabled\x18\x03 \x01(\x08\x12\x0e\n\x06scopes\x18\x04 \x03(\t\x12\x0f\n\x07\x63reated\x18\x05 \x01(\x03\"G\n\x11\x43reateUserRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x0e\n\x06scopes\x18\x03 \x03(\t\":\n\x12\x43reateUserResponse\x12$\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x13.authsvc.v1.Account\";\n\x1b\x43reateServiceAccountRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06scopes\x18\x02 \x03(\t\"n\n\x1c\x43reateServiceAccountResponse\x12$\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x13.authsvc.v1.Account\x12\x11\n\tclient_id\x18\x02 \x01(\t\x12\x15\n\rclient_secret\x18\x03 \x01(\t\"%\n\x15\x44isableAccountRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"0\n\x16\x44isableAccountResponse\x12\x16\n\x0esessions_ended\x18\x01 \x01(\x03\"$\n\x14\x45nableAccountRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x17\n\x15\x45nableAccountResponse\"0\n\x10SetScopesRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06scopes\x18\x02 \x03(\t\"\x13\n\x11SetScopesResponse\":\n\x14ResetPasswordRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0cnew_password\x18\x02 \x01(\t\"/\n\x15ResetPasswordResponse\x12\x16\n\x0esessions_ended\x18\x01 \x01(\x03\"<\n\x13ListAccountsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"V\n\x14ListAccountsResponse\x12%\n\x08\x61\x63\x63ounts\x18\x01 \x03(\x0b\x32\x13.authsvc.v1.Account\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xb4\x01\n\x07Session\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x03\x12\x16\n\x0elast_refreshed\x18\x03 \x01(\x03\x12\x11\n\tclient_id\x18\x04 \x01(\t\x12\x0e\n\x06scopes\x18\x05 \x03(\t\x12\x10\n\x08\x61udience\x18\x06 \x01(\t\x12\x1a\n\x12refresh_expires_at\x18\x07 \x01(\x03\x12\x1b\n\x13\x61\x62solute_expires_at\x18\x08 \x01(\x03\"J\n\x13ListSessionsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"V\n\x14ListSessionsResponse\x12%\n\x08sessions\x18\x01 \x03(\x0b\x32\x13.authsvc.v1.Session\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"5\n\x11\x45ndSessionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\"\x14\n\x12\x45ndSessionResponse\"%\n\x15\x45ndAllSessionsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"0\n\x16\x45ndAllSessionsResponse\x12\x16\n\x0esessions_ended\x18\x01 \x01(\x03\"\x1a\n\x18RotateSigningKeysRequest\"I\n\x19RotateSigningKeysResponse\x12\x0b\n\x03kid\x18\x01 \x01(\t\x12\x0b\n\x03\x61lg\x18\x02 \x01(\t\x12\x12\n\nsigns_from\x18\x03 \x01(\x03*\\\n\x0b\x41\x63\x63ountKind\x12\x1c\n\x18\x41\x43\x43OUNT_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11\x41\x43\x43OUNT_KIND_USER\x10\x01\x12\x18\n\x14\x41\x43\x43OUNT_KIND_SERVICE\x10\x02\x32\xc3\x07\n\x0c\x41\x64minService\x12K\n\nCreateUser\x12\x1d.authsvc.v1.CreateUserRequest\x1a\x1e.authsvc.v1.CreateUserResponse\x12i\n\x14\x43reateServiceAccount\x12\'.authsvc.v1.CreateServiceAccountRequest\x1a(.authsvc.v1.CreateServiceAccountResponse\x12W\n\x0e\x44isableAccount\x12!.authsvc.v1.DisableAccountRequest\x1a\".authsvc.v1.DisableAccountResponse\x12T\n\rEnableAccount\x12 .authsvc.v1.EnableAccountRequest\x1a!.authsvc.v1.EnableAccountResponse\x12H\n\tSetScopes\x12\x1c.authsvc.v1.SetScopesRequest\x1a\x1d.authsvc.v1.SetScopesResponse\x12T\n\rResetPassword\x12 .authsvc.v1.ResetPasswordRequest\x1a!.authsvc.v1.ResetPasswordResponse\x12Q\n\x0cListAccounts\x12\x1f.authsvc.v1.ListAccountsRequest\x1a .authsvc.v1.ListAccountsResponse\x12Q\n\x0cListSessions\x12\x1f.authsvc.v1.ListSessionsRequest\x1a .authsvc.v1.ListSessionsResponse\x12K\n\nEndSession\x12\x1d.authsvc.v1.EndSessionRequest\x1a\x1e.authsvc.v1.EndSessionResponse\x12W\n\x0e\x45ndAllSessions\x12!.authsvc.v1.EndAllSessionsRequest\x1a\".authsvc.v1.EndAllSessionsResponse\x12`\n\x11RotateSigningKeys\x12$.authsvc.v1.RotateSigningKeysRequest\x1a%.authsvc.v1.RotateSigningKeysResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61uthsvc_api/v1/admin.proto\x12\nauthsvc.v1\"q\n\x07\x41\x63\x63ount\x12\x0c\n\x04name\x18\x01 \x01(\t\x12%\n\x04kind\x18\x02 \x01(\x0e\x32\x17.authsvc.v1.AccountKind\x12\x10\n\x08\x64isabled\x18\x03 \x01(\x08\x12\x0e\n\x06scopes\x18\x04 \x03(\t\x12\x0f\n\x07\x63reated\x18\x05 \x01(\x03\"G\n\x11\x43reateUserRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x0e\n\x06scopes\x18\x03 \x03(\t\":\n\x12\x43reateUserResponse\x12$\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x13.authsvc.v1.Account\";\n\x1b\x43reateServiceAccountRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06scopes\x18\x02 \x03(\t\"n\n\x1c\x43reateServiceAccountResponse\x12$\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x13.authsvc.v1.Account\x12\x11\n\tclient_id\x18\x02 \x01(\t\x12\x15\n\rclient_secret\x18\x03 \x01(\t\"%\n\x15\x44isableAccountRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"0\n\x16\x44isableAccountResponse\x12\x16\n\x0esessions_ended\x18\x01 \x01(\x03\"$\n\x14\x45nableAccountRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x17\n\x15\x45nableAccountResponse\"0\n\x10SetScopesRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06scopes\x18\x02 \x03(\t\"\x13\n\x11SetScopesResponse\"6\n\x13SetAudiencesRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\taudiences\x18\x02 \x03(\t\"\x16\n\x14SetAudiencesResponse\":\n\x14ResetPasswordRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0cnew_password\x18\x02 \x01(\t\"/\n\x15ResetPasswordResponse\x12\x16\n\x0esessions_ended\x18\x01 \x01(\x03\"<\n\x13ListAccountsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"V\n\x14ListAccountsResponse\x12%\n\x08\x61\x63\x63ounts\x18\x01 \x03(\x0b\x32\x13.authsvc.v1.Account\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xb4\x01\n\x07Session\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x03\x12\x16\n\x0elast_refreshed\x18\x03 \x01(\x03\x12\x11\n\tclient_id\x18\x04 \x01(\t\x12\x0e\n\x06scopes\x18\x05 \x03(\t\x12\x10\n\x08\x61udience\x18\x06 \x01(\t\x12\x1a\n\x12refresh_expires_at\x18\x07 \x01(\x03\x12\x1b\n\x13\x61\x62solute_expires_at\x18\x08 \x01(\x03\"J\n\x13ListSessionsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"V\n\x14ListSessionsResponse\x12%\n\x08sessions\x18\x01 \x03(\x0b\x32\x13.authsvc.v1.Session\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"5\n\x11\x45ndSessionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\"\x14\n\x12\x45ndSessionResponse\"%\n\x15\x45ndAllSessionsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"0\n\x16\x45ndAllSessionsResponse\x12\x16\n\x0esessions_ended\x18\x01 \x01(\x03\"\x1a\n\x18RotateSigningKeysRequest\"I\n\x19RotateSigningKeysResponse\x12\x0b\n\x03kid\x18\x01 \x01(\t\x12\x0b\n\x03\x61lg\x18\x02 \x01(\t\x12\x12\n\nsigns_from\x18\x03 \x01(\x03*\\\n\x0b\x41\x63\x63ountKind\x12\x1c\n\x18\x41\x43\x43OUNT_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11\x41\x43\x43OUNT_KIND_USER\x10\x01\x12\x18\n\x14\x41\x43\x43OUNT_KIND_SERVICE\x10\x02\x32\x96\x08\n\x0c\x41\x64minService\x12K\n\nCreateUser\x12\x1d.authsvc.v1.CreateUserRequest\x1a\x1e.authsvc.v1.CreateUserResponse\x12i\n\x14\x43reateServiceAccount\x12\'.authsvc.v1.CreateServiceAccountRequest\x1a(.authsvc.v1.CreateServiceAccountResponse\x12W\n\x0e\x44isableAccount\x12!.authsvc.v1.DisableAccountRequest\x1a\".authsvc.v1.DisableAccountResponse\x12T\n\rEnableAccount\x12 .authsvc.v1.EnableAccountRequest\x1a!.authsvc.v1.EnableAccountResponse\x12H\n\tSetScopes\x12\x1c.authsvc.v1.SetScopesRequest\x1a\x1d.authsvc.v1.SetScopesResponse\x12Q\n\x0cSetAudiences\x12\x1f.authsvc.v1.SetAudiencesRequest\x1a .authsvc.v1.SetAudiencesResponse\x12T\n\rResetPassword\x12 .authsvc.v1.ResetPasswordRequest\x1a!.authsvc.v1.ResetPasswordResponse\x12Q\n\x0cListAccounts\x12\x1f.authsvc.v1.ListAccountsRequest\x1a .authsvc.v1.ListAccountsResponse\x12Q\n\x0cListSessions\x12\x1f.authsvc.v1.ListSessionsRequest\x1a .authsvc.v1.ListSessionsResponse\x12K\n\nEndSession\x12\x1d.authsvc.v1.EndSessionRequest\x1a\x1e.authsvc.v1.EndSessionResponse\x12W\n\x0e\x45ndAllSessions\x12!.authsvc.v1.EndAllSessionsRequest\x1a\".authsvc.v1.EndAllSessionsResponse\x12`\n\x11RotateSigningKeys\x12$.authsvc.v1.RotateSigningKeysRequest\x1a%.authsvc.v1.RotateSigningKeysResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'authsvc_api.v1.admin_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ACCOUNTKIND']._serialized_start=1561
-  _globals['_ACCOUNTKIND']._serialized_end=1653
+  _globals['_ACCOUNTKIND']._serialized_start=1641
+  _globals['_ACCOUNTKIND']._serialized_end=1733
   _globals['_ACCOUNT']._serialized_start=42
   _globals['_ACCOUNT']._serialized_end=155
   _globals['_CREATEUSERREQUEST']._serialized_start=157
@@ -55,32 +55,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SETSCOPESREQUEST']._serialized_end=663
   _globals['_SETSCOPESRESPONSE']._serialized_start=665
   _globals['_SETSCOPESRESPONSE']._serialized_end=684
-  _globals['_RESETPASSWORDREQUEST']._serialized_start=686
-  _globals['_RESETPASSWORDREQUEST']._serialized_end=744
-  _globals['_RESETPASSWORDRESPONSE']._serialized_start=746
-  _globals['_RESETPASSWORDRESPONSE']._serialized_end=793
-  _globals['_LISTACCOUNTSREQUEST']._serialized_start=795
-  _globals['_LISTACCOUNTSREQUEST']._serialized_end=855
-  _globals['_LISTACCOUNTSRESPONSE']._serialized_start=857
-  _globals['_LISTACCOUNTSRESPONSE']._serialized_end=943
-  _globals['_SESSION']._serialized_start=946
-  _globals['_SESSION']._serialized_end=1126
-  _globals['_LISTSESSIONSREQUEST']._serialized_start=1128
-  _globals['_LISTSESSIONSREQUEST']._serialized_end=1202
-  _globals['_LISTSESSIONSRESPONSE']._serialized_start=1204
-  _globals['_LISTSESSIONSRESPONSE']._serialized_end=1290
-  _globals['_ENDSESSIONREQUEST']._serialized_start=1292
-  _globals['_ENDSESSIONREQUEST']._serialized_end=1345
-  _globals['_ENDSESSIONRESPONSE']._serialized_start=1347
-  _globals['_ENDSESSIONRESPONSE']._serialized_end=1367
-  _globals['_ENDALLSESSIONSREQUEST']._serialized_start=1369
-  _globals['_ENDALLSESSIONSREQUEST']._serialized_end=1406
-  _globals['_ENDALLSESSIONSRESPONSE']._serialized_start=1408
-  _globals['_ENDALLSESSIONSRESPONSE']._serialized_end=1456
-  _globals['_ROTATESIGNINGKEYSREQUEST']._serialized_start=1458
-  _globals['_ROTATESIGNINGKEYSREQUEST']._serialized_end=1484
-  _globals['_ROTATESIGNINGKEYSRESPONSE']._serialized_start=1486
-  _globals['_ROTATESIGNINGKEYSRESPONSE']._serialized_end=1559
-  _globals['_ADMINSERVICE']._serialized_start=1656
-  _globals['_ADMINSERVICE']._serialized_end=2619
+  _globals['_SETAUDIENCESREQUEST']._serialized_start=686
+  _globals['_SETAUDIENCESREQUEST']._serialized_end=740
+  _globals['_SETAUDIENCESRESPONSE']._serialized_start=742
+  _globals['_SETAUDIENCESRESPONSE']._serialized_end=764
+  _globals['_RESETPASSWORDREQUEST']._serialized_start=766
+  _globals['_RESETPASSWORDREQUEST']._serialized_end=824
+  _globals['_RESETPASSWORDRESPONSE']._serialized_start=826
+  _globals['_RESETPASSWORDRESPONSE']._serialized_end=873
+  _globals['_LISTACCOUNTSREQUEST']._serialized_start=875
+  _globals['_LISTACCOUNTSREQUEST']._serialized_end=935
+  _globals['_LISTACCOUNTSRESPONSE']._serialized_start=937
+  _globals['_LISTACCOUNTSRESPONSE']._serialized_end=1023
+  _globals['_SESSION']._serialized_start=1026
+  _globals['_SESSION']._serialized_end=1206
+  _globals['_LISTSESSIONSREQUEST']._serialized_start=1208
+  _globals['_LISTSESSIONSREQUEST']._serialized_end=1282
+  _globals['_LISTSESSIONSRESPONSE']._serialized_start=1284
+  _globals['_LISTSESSIONSRESPONSE']._serialized_end=1370
+  _globals['_ENDSESSIONREQUEST']._serialized_start=1372
+  _globals['_ENDSESSIONREQUEST']._serialized_end=1425
+  _globals['_ENDSESSIONRESPONSE']._serialized_start=1427
+  _globals['_ENDSESSIONRESPONSE']._serialized_end=1447
+  _globals['_ENDALLSESSIONSREQUEST']._serialized_start=1449
+  _globals['_ENDALLSESSIONSREQUEST']._serialized_end=1486
+  _globals['_ENDALLSESSIONSRESPONSE']._serialized_start=1488
+  _globals['_ENDALLSESSIONSRESPONSE']._serialized_end=1536
+  _globals['_ROTATESIGNINGKEYSREQUEST']._serialized_start=1538
+  _globals['_ROTATESIGNINGKEYSREQUEST']._serialized_end=1564
+  _globals['_ROTATESIGNINGKEYSRESPONSE']._serialized_start=1566
+  _globals['_ROTATESIGNINGKEYSRESPONSE']._serialized_end=1639
+  _globals['_ADMINSERVICE']._serialized_start=1736
+  _globals['_ADMINSERVICE']._serialized_end=2782
 # @@protoc_insertion_point(module_scope)

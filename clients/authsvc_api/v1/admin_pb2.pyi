@@ -300,6 +300,46 @@ class SetScopesResponse(_message.Message):
 Global___SetScopesResponse: _TypeAlias = SetScopesResponse  # noqa: Y015
 
 @_typing.final
+class SetAudiencesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    AUDIENCES_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    @_builtins.property
+    def audiences(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The complete new set (replaces the old one); empty means the service-wide audiences."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        audiences: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audiences", b"audiences", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetAudiencesRequest: _TypeAlias = SetAudiencesRequest  # noqa: Y015
+
+@_typing.final
+class SetAudiencesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetAudiencesResponse: _TypeAlias = SetAudiencesResponse  # noqa: Y015
+
+@_typing.final
 class ResetPasswordRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -75,6 +75,11 @@ class AdminServiceStub:
                 request_serializer=authsvc__api_dot_v1_dot_admin__pb2.SetScopesRequest.SerializeToString,
                 response_deserializer=authsvc__api_dot_v1_dot_admin__pb2.SetScopesResponse.FromString,
                 _registered_method=True)
+        self.SetAudiences = channel.unary_unary(
+                '/authsvc.v1.AdminService/SetAudiences',
+                request_serializer=authsvc__api_dot_v1_dot_admin__pb2.SetAudiencesRequest.SerializeToString,
+                response_deserializer=authsvc__api_dot_v1_dot_admin__pb2.SetAudiencesResponse.FromString,
+                _registered_method=True)
         self.ResetPassword = channel.unary_unary(
                 '/authsvc.v1.AdminService/ResetPassword',
                 request_serializer=authsvc__api_dot_v1_dot_admin__pb2.ResetPasswordRequest.SerializeToString,
@@ -155,7 +160,16 @@ class AdminServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SetScopes(self, request, context):
-        """Replace the scopes an account may be granted (existing sessions keep theirs).
+        """Replace the scopes an account may be granted. Live sessions get only the scopes still
+        allowed at their next Refresh; access tokens already issued keep theirs until they expire.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetAudiences(self, request, context):
+        """Replace the audiences an account may have tokens for (empty: the service-wide list).
+        A session whose audience is no longer allowed ends at its next Refresh.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -232,6 +246,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.SetScopes,
                     request_deserializer=authsvc__api_dot_v1_dot_admin__pb2.SetScopesRequest.FromString,
                     response_serializer=authsvc__api_dot_v1_dot_admin__pb2.SetScopesResponse.SerializeToString,
+            ),
+            'SetAudiences': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetAudiences,
+                    request_deserializer=authsvc__api_dot_v1_dot_admin__pb2.SetAudiencesRequest.FromString,
+                    response_serializer=authsvc__api_dot_v1_dot_admin__pb2.SetAudiencesResponse.SerializeToString,
             ),
             'ResetPassword': grpc.unary_unary_rpc_method_handler(
                     servicer.ResetPassword,
@@ -415,6 +434,33 @@ class AdminService:
             '/authsvc.v1.AdminService/SetScopes',
             authsvc__api_dot_v1_dot_admin__pb2.SetScopesRequest.SerializeToString,
             authsvc__api_dot_v1_dot_admin__pb2.SetScopesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetAudiences(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/authsvc.v1.AdminService/SetAudiences',
+            authsvc__api_dot_v1_dot_admin__pb2.SetAudiencesRequest.SerializeToString,
+            authsvc__api_dot_v1_dot_admin__pb2.SetAudiencesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -62,7 +62,13 @@ class AdminServiceStub:
     EnableAccount: _grpc.UnaryUnaryMultiCallable[_admin_pb2.EnableAccountRequest, _admin_pb2.EnableAccountResponse]
     """Enable a disabled account."""
     SetScopes: _grpc.UnaryUnaryMultiCallable[_admin_pb2.SetScopesRequest, _admin_pb2.SetScopesResponse]
-    """Replace the scopes an account may be granted (existing sessions keep theirs)."""
+    """Replace the scopes an account may be granted. Live sessions get only the scopes still
+    allowed at their next Refresh; access tokens already issued keep theirs until they expire.
+    """
+    SetAudiences: _grpc.UnaryUnaryMultiCallable[_admin_pb2.SetAudiencesRequest, _admin_pb2.SetAudiencesResponse]
+    """Replace the audiences an account may have tokens for (empty: the service-wide list).
+    A session whose audience is no longer allowed ends at its next Refresh.
+    """
     ResetPassword: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ResetPasswordRequest, _admin_pb2.ResetPasswordResponse]
     """Set a new password (or secret) and end all the account's sessions."""
     ListAccounts: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListAccountsRequest, _admin_pb2.ListAccountsResponse]
@@ -109,7 +115,13 @@ class AdminServiceAsyncStub(AdminServiceStub):
     EnableAccount: _aio.UnaryUnaryMultiCallable[_admin_pb2.EnableAccountRequest, _admin_pb2.EnableAccountResponse]  # type: ignore[assignment]
     """Enable a disabled account."""
     SetScopes: _aio.UnaryUnaryMultiCallable[_admin_pb2.SetScopesRequest, _admin_pb2.SetScopesResponse]  # type: ignore[assignment]
-    """Replace the scopes an account may be granted (existing sessions keep theirs)."""
+    """Replace the scopes an account may be granted. Live sessions get only the scopes still
+    allowed at their next Refresh; access tokens already issued keep theirs until they expire.
+    """
+    SetAudiences: _aio.UnaryUnaryMultiCallable[_admin_pb2.SetAudiencesRequest, _admin_pb2.SetAudiencesResponse]  # type: ignore[assignment]
+    """Replace the audiences an account may have tokens for (empty: the service-wide list).
+    A session whose audience is no longer allowed ends at its next Refresh.
+    """
     ResetPassword: _aio.UnaryUnaryMultiCallable[_admin_pb2.ResetPasswordRequest, _admin_pb2.ResetPasswordResponse]  # type: ignore[assignment]
     """Set a new password (or secret) and end all the account's sessions."""
     ListAccounts: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListAccountsRequest, _admin_pb2.ListAccountsResponse]  # type: ignore[assignment]
@@ -183,7 +195,19 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _admin_pb2.SetScopesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.SetScopesResponse, _abc.Awaitable[_admin_pb2.SetScopesResponse]]:
-        """Replace the scopes an account may be granted (existing sessions keep theirs)."""
+        """Replace the scopes an account may be granted. Live sessions get only the scopes still
+        allowed at their next Refresh; access tokens already issued keep theirs until they expire.
+        """
+
+    @_abc_1.abstractmethod
+    def SetAudiences(
+        self,
+        request: _admin_pb2.SetAudiencesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.SetAudiencesResponse, _abc.Awaitable[_admin_pb2.SetAudiencesResponse]]:
+        """Replace the audiences an account may have tokens for (empty: the service-wide list).
+        A session whose audience is no longer allowed ends at its next Refresh.
+        """
 
     @_abc_1.abstractmethod
     def ResetPassword(
