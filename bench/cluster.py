@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,16 +21,12 @@ import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
+from authsvc.errors import ConfigError
+from authsvc.redis_process import RedisProcess
+
 
 class BenchSetupError(RuntimeError):
     """Raised when Redis, the server or the admin CLI cannot be started or used."""
-
-
-def free_port() -> int:
-    """A TCP port that is free right now on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def authsvc_binary() -> str:
@@ -46,59 +41,23 @@ def authsvc_binary() -> str:
 
 
 class RedisServer:
-    """A private, non-persistent redis-server on a free port."""
+    """A private, non-persistent redis-server on a free port (the project's one launcher)."""
 
     def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.dir = workdir
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._process = RedisProcess(workdir, appendonly=False)
+        self.port = self._process.port
 
     @property
     def url(self) -> str:
         """The `redis://` URL of database 0."""
-        return f"redis://127.0.0.1:{self.port}/0"
+        return self._process.url
 
     def start(self, timeout: float = 10.0) -> None:
         """Start and wait until it answers PING."""
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise BenchSetupError("redis-server is not installed (apt-get install redis-server)")
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self._proc = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.dir),
-                "--daemonize",
-                "no",
-                "--logfile",
-                str(self.dir / "redis.log"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = self.client()
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                client.ping()
-                return
-            except redis.exceptions.ConnectionError:
-                if time.monotonic() > deadline or self._proc.poll() is not None:
-                    raise BenchSetupError(
-                        f"redis-server on port {self.port} did not start"
-                    ) from None
-                time.sleep(0.05)
-            finally:
-                client.close()
+        try:
+            self._process.start(timeout)
+        except ConfigError as exc:
+            raise BenchSetupError(str(exc)) from exc
 
     def client(self) -> redis.Redis:
         """A synchronous client (decoded strings)."""
@@ -106,10 +65,7 @@ class RedisServer:
 
     def stop(self) -> None:
         """Stop Redis and wait for it."""
-        if self._proc is not None:
-            self._proc.terminate()
-            self._proc.wait(timeout=10)
-            self._proc = None
+        self._process.stop()
 
 
 class ServerProcess:

@@ -17,7 +17,7 @@ import grpc
 from authsvc_client import AuthsvcClient, ServerAuthInterceptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from bench.cluster import free_port
+from authsvc.redis_process import free_port
 from bench.interceptor import per_call_us
 
 

@@ -23,6 +23,7 @@ from authsvc_api.v1 import auth_pb2, auth_pb2_grpc
 from grpc_health.v1 import health_pb2
 
 from authsvc.config import Settings
+from authsvc.redis_process import free_port
 from bench import (
     argon2_rate,
     h2load,
@@ -39,7 +40,6 @@ from bench.cluster import (
     ServerProcess,
     add_client,
     add_user,
-    free_port,
     metrics_sample,
     server_env,
 )

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,17 +31,12 @@ from typing import Any
 import grpc
 from authsvc_client import Credentials, Tokens
 
+from authsvc.redis_process import free_port
 from examples import inventory, orders
 from examples.codec import STUB_CODEC
 
 ACCESS_TTL_SECONDS = 3
 AUTHSVC = Path(sys.executable).with_name("authsvc")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _say(message: str) -> None:
@@ -89,7 +83,7 @@ def main() -> None:
     """Run the demo and clean up after it."""
     argparse.ArgumentParser(description=__doc__).parse_args()
     with tempfile.TemporaryDirectory(prefix="authsvc-demo-") as data_dir:
-        authsvc_target = f"127.0.0.1:{_free_port()}"
+        authsvc_target = f"127.0.0.1:{free_port()}"
         env = {
             **os.environ,
             "AUTHSVC_LISTEN": authsvc_target,
@@ -104,7 +98,7 @@ def main() -> None:
             secret = out.strip().splitlines()[-1]
             _say("created service account orders-svc (scope inventory.read)")
 
-            inventory_port, orders_port = _free_port(), _free_port()
+            inventory_port, orders_port = free_port(), free_port()
             callee = inventory.serve(inventory_port, authsvc_target)
             bootstrap = orders.token_manager(
                 authsvc_target, credentials=Credentials.service_account("orders-svc", secret)

@@ -10,8 +10,6 @@ import asyncio
 import collections
 import dataclasses
 import os
-import socket
-import subprocess
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterator
@@ -22,8 +20,8 @@ import grpc
 from authsvc_api.v1 import auth_pb2, auth_pb2_grpc
 
 from authsvc.config import Settings
-from authsvc.embedded_redis import find_redis_server
 from authsvc.events import RecordingSink
+from authsvc.redis_process import RedisProcess
 from authsvc.revocation_view import RevocationView
 from authsvc.server import AuthServer
 from authsvc.store import AccountKind, RedisStore
@@ -42,66 +40,10 @@ def env_without_authsvc_settings(**settings: str) -> dict[str, str]:
     return env
 
 
-def free_port() -> int:
-    """A TCP port that is free right now on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class RedisProcess:
-    """A private redis-server on a free port, with AOF so data survives a restart."""
-
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
-        self.dir = workdir
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.port = port or free_port()
-        self._proc: subprocess.Popen[str] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        """Start and return once Redis says it accepts connections (read from its log)."""
-        self._proc = subprocess.Popen(
-            [
-                find_redis_server(), "--port", str(self.port), "--bind", "127.0.0.1",
-                "--save", "", "--appendonly", "yes", "--appendfsync", "always",
-                "--dir", str(self.dir), "--logfile", "", "--daemonize", "no",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )  # fmt: skip
-        assert self._proc.stdout is not None
-        for line in self._proc.stdout:
-            if "Ready to accept connections" in line:
-                break
-        else:
-            raise RuntimeError(f"redis-server on port {self.port} did not start")
-        self._drainer = threading.Thread(target=self._drain, args=(self._proc,), daemon=True)
-        self._drainer.start()
-
-    @staticmethod
-    def _drain(proc: subprocess.Popen[str]) -> None:
-        assert proc.stdout is not None
-        for _ in proc.stdout:
-            pass
-
-    def stop(self) -> None:
-        """Stop Redis (SIGTERM: it flushes the AOF) and wait for the process to exit."""
-        if self._proc is not None:
-            self._proc.terminate()
-            self._proc.wait(timeout=10)
-            self._drainer.join(timeout=10)
-            assert self._proc.stdout is not None
-            self._proc.stdout.close()
-            self._proc = None
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None
+def redis_process(workdir: Path, port: int | None = None) -> RedisProcess:
+    """A private redis-server on a free port, with an fsync'd AOF so data survives a restart
+    (not started yet)."""
+    return RedisProcess(workdir, port=port, appendfsync="always")
 
 
 class FakeClock:
@@ -149,8 +91,7 @@ class Harness:
         import time
 
         if shared_with is None:
-            self.redis = RedisProcess(workdir / "redis")
-            self.redis.start()
+            self.redis = redis_process(workdir / "redis").start()
             data_dir = workdir / "data"
         else:  # another instance over the same Redis and key set
             self.redis = shared_with.redis

@@ -16,7 +16,8 @@ from authsvc_api.v1 import auth_pb2, auth_pb2_grpc
 
 from authsvc.config import SETTINGS
 from authsvc.keys import generate_private_key, private_key_pem
-from tests.harness import AUTHSVC_BIN, Harness, env_without_authsvc_settings, free_port
+from authsvc.redis_process import free_port
+from tests.harness import AUTHSVC_BIN, Harness, env_without_authsvc_settings
 
 
 def cli(

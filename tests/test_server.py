@@ -18,15 +18,14 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 
 from authsvc.config import Settings
 from authsvc.errors import ConfigError
+from authsvc.redis_process import RedisProcess, free_port
 from authsvc.server import check_plaintext
 from tests.certs import make_pki
 from tests.harness import (
     AUTHSVC_BIN,
     Harness,
     HarnessFactory,
-    RedisProcess,
     env_without_authsvc_settings,
-    free_port,
 )
 
 PASSWORD = "correct horse battery staple"
@@ -58,8 +57,7 @@ def test_in_flight_calls_finish_during_graceful_shutdown(authsvc_server: Harness
 
 
 def test_workers_share_one_port_and_one_key_set(tmp_path: Path) -> None:
-    redis = RedisProcess(tmp_path / "redis")
-    redis.start()
+    redis = RedisProcess(tmp_path / "redis").start()
     port = free_port()
     env = env_without_authsvc_settings()
     env.update(

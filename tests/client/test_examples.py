@@ -6,9 +6,10 @@ import grpc
 from authsvc_api.v1 import auth_pb2
 from authsvc_client import Credentials
 
+from authsvc.redis_process import free_port
 from examples import inventory, orders
 from examples.codec import STUB_CODEC
-from tests.harness import HarnessFactory, free_port
+from tests.harness import HarnessFactory
 
 
 def test_orders_calls_inventory_as_a_service_account(
