@@ -21,6 +21,8 @@ from typing import Any, Generic, TypeVar, overload
 from authsvc_client import jwt_rules
 
 from authsvc.errors import ConfigError
+from authsvc.redis_target import FORMS as REDIS_URL_FORMS
+from authsvc.redis_target import parse_redis_url
 
 ENV_PREFIX = "AUTHSVC_"
 # Only what every verifier accepts: authsvc must never mint a token its own rules refuse.
@@ -101,9 +103,18 @@ def _appendable_file(raw: str) -> str:
 
 
 def _redis_url(raw: str) -> str:
-    if raw and not raw.startswith(("redis://", "rediss://", "unix://")):
-        raise ValueError
+    if raw:
+        parse_redis_url(raw)  # ValueError unless one of redis_target.FORMS
     return raw
+
+
+def _replicas_ack(raw: str) -> int | None:
+    if raw.strip().lower() in ("", "auto"):
+        return None
+    value = int(raw)
+    if not 0 <= value <= 16:
+        raise ValueError
+    return value
 
 
 def _readable_file(raw: str) -> str:
@@ -128,7 +139,9 @@ def _csv(raw: str) -> tuple[str, ...]:
 _TEXT = Parser(_nonempty, "a non-empty string")
 _LISTEN = Parser(_listen, "HOST:PORT, e.g. 127.0.0.1:50051")
 _OPTIONAL_LISTEN = Parser(lambda raw: _listen(raw) if raw else "", "HOST:PORT, or empty")
-_REDIS_URL = Parser(_redis_url, "a redis://, rediss:// or unix:// URL, or empty")
+_REDIS_URL = Parser(
+    _redis_url, f"one of {REDIS_URL_FORMS} (Cluster, Sentinel), or empty"
+)
 _DIRECTORY = Parser(lambda raw: Path(_nonempty(raw)).expanduser(), "a directory path")
 _PATH = Parser(str, "a file path, or empty")
 _READABLE_FILE = Parser(_readable_file, "a readable file, or empty")
@@ -253,6 +266,12 @@ class Settings:
     redis_retries: int = _setting(
         _int_in(0, 10), "retries of idempotent Redis operations", default=2
     )
+    redis_min_replicas_ack: int | None = _setting(
+        Parser(_replicas_ack, "an integer in [0, 16], or empty/auto"),
+        "replicas that must confirm a revocation before it is answered (empty: 1 when "
+        "the deployment has replicas, else 0)",
+        default=None,
+    )
     # OWASP Password Storage Cheat Sheet: argon2id, m=19 MiB, t=2, p=1.
     argon2_memory_kib: int = _setting(
         _int_in(7168, 4 * 1024 * 1024), "argon2id memory cost of new hashes, KiB", default=19456
@@ -374,6 +393,8 @@ class Setting:
             return "true" if value else "false"
         if isinstance(value, tuple):
             return ",".join(value)
+        if value is None:
+            return ""
         return str(value)
 
     def parse(self, raw: str, label: str) -> Any:

@@ -3,45 +3,60 @@ Validate needs no Redis round trip in the steady state.
 
 The view caches only *positive* answers ("this access token's session was alive and the
 token unrevoked"), each filled from a Redis read. Every script that ends a session or
-revokes a token PUBLISHes an event in the same atomic step; the event removes the cached
+revokes a token publishes an event in the same atomic step; the event removes the cached
 answers it affects.
+
+Where the events come from (`authsvc.revocation_channels`):
+* one Redis: the classic channel on that Redis;
+* Sentinel: the classic channel on the master the sentinels name (checked with ROLE);
+* Cluster: one *feed* per master, subscribed (SSUBSCRIBE) to the sharded channel of every
+  slot that master owns, per the slot map read with CLUSTER SLOTS.
 
 Why a revocation is seen everywhere right after Revoke returns: Redis writes the event to
 every subscriber's socket in the same event-loop pass as it answers the revoking script,
-but not necessarily before that answer (measured here: the publisher's answer came first
-in about half of the tries). So the revoking call follows its script with a PING: Redis
-answers it only in a later pass, which proves the event is already written to every
-instance's socket before Revoke returns. (Written is not yet received: on a lossy network
-a retransmitted packet can still arrive late; the README states that window.) The feed is
-read
-by an asyncio Protocol that applies events in `data_received`, with no buffer in between,
-and the hot path refuses to answer from the view while the feed socket has unread bytes
+but not necessarily before that answer. So the revoking call follows its script, on the
+same connection to the same master, with a command Redis answers only in a later pass:
+`WAIT` for replicas, or a PING when none must acknowledge (`RedisConnection.run_script`).
+Its answer proves the event is already written to every subscriber *of that Redis
+process*, which is why every feed subscribes on the master itself (on a Cluster a classic
+PUBLISH reaches other nodes later, over the cluster bus: not valid there). Written is not
+yet received: on a lossy network a retransmitted packet can still arrive late; the README
+states that window.
+
+Pub/sub is at-most-once, so any gap means events may be lost: the view is trusted only
+while every feed is confirmed subscribed to all its channels and heard from (a message or
+a PONG) within the last few intervals, and while the topology it subscribed to is still
+the current one (the slot map, or the sentinels' master, re-read every interval). A feed
+lost, silent, refused (an error reply, a replica where a master was expected), told that
+a slot moved away (SUNSUBSCRIBE), or a topology change empties the view and sends
+Validate to Redis until every feed is back. A generation counter, bumped by every event,
+keeps a read that raced an event from caching its stale answer.
+
+Events are applied by an asyncio Protocol in `data_received`, with no buffer in between,
+and the hot path refuses to answer from the view while any feed socket has unread bytes
 (a zero-timeout poll), so an event that has arrived but is not yet applied sends Validate
 to Redis instead. The instance that revokes also applies its own event synchronously.
-
-The view is trusted only while the subscription is confirmed and heard from (a message or
-a PONG) within the last few intervals. When it is not, the view is emptied and Validate
-reads Redis directly until the subscription is back, so events missed during a gap can
-never leave a stale positive answer behind. A generation counter, bumped by every event,
-keeps a read that raced an event from caching its stale answer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 import select
 import ssl
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import hiredis
 from authsvc_client.cache import LruCache
 from redis.asyncio.connection import parse_url
 
-from authsvc.store import REVOCATIONS_CHANNEL
+from authsvc.redis_target import RedisTarget, Topology, parse_redis_url
+from authsvc.revocation_channels import CLASSIC_CHANNEL, shard_channel
 from authsvc.telemetry import NULL_TELEMETRY, Telemetry
 
 log = logging.getLogger(__name__)
@@ -49,29 +64,80 @@ log = logging.getLogger(__name__)
 _MAX_ENTRIES = 200_000
 
 _Entry = tuple[str, str, str]  # (subject, session id, token id)
+_MESSAGES = (b"message", b"smessage")
+_CONFIRMATIONS = (b"subscribe", b"ssubscribe")
+_UNSUBSCRIBED = (b"unsubscribe", b"sunsubscribe")
 
 
-def _command(*parts: str) -> bytes:
+class FeedRefused(Exception):
+    """Raised when a feed cannot be trusted: an error reply, a replica, a moved slot."""
+
+
+def _command(*parts: str | bytes) -> bytes:
     """Encode one Redis command in RESP (what every client sends)."""
     out = [f"*{len(parts)}\r\n".encode()]
     for part in parts:
-        data = part.encode()
+        data = part.encode() if isinstance(part, str) else part
         out.append(b"$%d\r\n%s\r\n" % (len(data), data))
     return b"".join(out)
 
 
-class _FeedProtocol(asyncio.Protocol):
-    """Parses the subscription's replies (hiredis) and hands each to the view at once."""
+@dataclasses.dataclass(frozen=True)
+class _Source:
+    """One Redis to subscribe on, and the channels to subscribe to there."""
 
-    def __init__(self, view: RevocationView) -> None:
+    host: str
+    port: int
+    path: str  # unix socket (one Redis only)
+    channels: tuple[str, ...]
+    sharded: bool
+
+
+class _FeedProtocol(asyncio.Protocol):
+    """Parses one feed's replies (hiredis) and hands each to the view at once."""
+
+    def __init__(self, view: RevocationView, expected: int) -> None:
         self._view = view
         self._reader = hiredis.Reader()
+        self.expected = expected
+        self.confirmed = 0
+        self.heard = time.monotonic()
+        self.refused: str = ""
+        self.transport: asyncio.Transport | None = None
         self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
 
     def data_received(self, data: bytes) -> None:
         self._reader.feed(data)
         while (reply := self._reader.gets()) is not False:
-            self._view._on_reply(reply)
+            self.heard = time.monotonic()
+            self._on_reply(reply)
+
+    def _on_reply(self, reply: Any) -> None:
+        if isinstance(reply, list) and reply:
+            kind = reply[0]
+            if kind in _MESSAGES and len(reply) == 3:
+                self._view.apply(reply[2].decode())
+            elif kind in _CONFIRMATIONS:
+                self.confirmed += 1
+                if self.confirmed == self.expected:
+                    self._view._feed_confirmed()
+            elif kind in _UNSUBSCRIBED:  # e.g. the slot moved away: events may go elsewhere
+                self.refuse("unsubscribed by the server")
+            elif kind in (b"slave", b"sentinel"):  # ROLE: not the master
+                self.refuse("not a master")
+        elif isinstance(reply, Exception):  # NOAUTH, MOVED, ...: never trust this feed
+            self.refuse(type(reply).__name__)
+
+    def refuse(self, why: str) -> None:
+        if not self.refused:
+            self.refused = why
+            self._view._feed_refused(why)
+        if self.transport is not None:
+            self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.lost.done():
@@ -92,6 +158,7 @@ class RevocationView:
         connect_timeout: float = 2.0,
         max_entries: int = _MAX_ENTRIES,
     ) -> None:
+        self._target: RedisTarget = parse_redis_url(redis_url)
         self._url = redis_url
         self._interval = interval
         self._connect_timeout = connect_timeout
@@ -107,9 +174,10 @@ class RevocationView:
         self.generation = 0
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
-        self._transport: asyncio.Transport | None = None
+        self._feeds: list[_FeedProtocol] = []
         self._state_changed: asyncio.Condition | None = None
         self.telemetry: Telemetry = NULL_TELEMETRY
+        self._known: list[tuple[str, int]] = []  # the masters of the last slot map
 
     # -- the hot path -------------------------------------------------------------------
 
@@ -124,7 +192,7 @@ class RevocationView:
         if tokens is None or jti not in tokens:
             return False
         self._recent.get((subject, sid, jti))  # a use: a full view keeps its busy tokens
-        # Unread bytes on the feed may be an event for this very token: ask Redis instead.
+        # Unread bytes on a feed may be an event for this very token: ask Redis instead.
         return not self._poll.poll(0)
 
     def remember(self, subject: str, sid: str, jti: str, generation: int) -> None:
@@ -181,32 +249,30 @@ class RevocationView:
         """The number of tokens the view holds."""
         return len(self._recent)
 
-    def _on_reply(self, reply: Any) -> None:
-        self._heard = time.monotonic()
-        if isinstance(reply, list) and reply:
-            kind = reply[0]
-            if kind == b"message" and len(reply) == 3:
-                self.apply(reply[2].decode())
-            elif kind == b"subscribe" and not self._live:
-                self._clear()
-                self._live = True
-                log.info("revocation feed live", extra={"event": "revocation_feed_up"})
-                self.telemetry.revocation_feed(True)
-                self._announce()
-        elif isinstance(reply, Exception):  # e.g. NOAUTH: never trust this feed
-            log.warning("revocation feed refused: %s", type(reply).__name__)
-            if self._transport is not None:
-                self._transport.close()
-
-    # -- the subscription ---------------------------------------------------------------
+    # -- feed state -----------------------------------------------------------------------
 
     @property
     def live(self) -> bool:
-        """True while the subscription is confirmed and recently heard from."""
+        """True while every feed is confirmed and recently heard from."""
         return self._live and time.monotonic() - self._heard <= 3 * self._interval
 
+    def _feed_confirmed(self) -> None:
+        if self._live or not self._feeds:
+            return
+        if all(f.confirmed >= f.expected and not f.refused for f in self._feeds):
+            self._clear()
+            self._heard = min(f.heard for f in self._feeds)
+            self._live = True
+            log.info("revocation feed live", extra={"event": "revocation_feed_up"})
+            self.telemetry.revocation_feed(True)
+            self._announce()
+
+    def _feed_refused(self, why: str) -> None:
+        log.warning("revocation feed refused: %s", why)
+        self._set_dead()
+
     def start(self) -> None:
-        """Start following the revocation channel in a background task."""
+        """Start following the revocation channels in a background task."""
         self._state_changed = asyncio.Condition()
         self._task = asyncio.create_task(self._follow())
 
@@ -242,64 +308,171 @@ class RevocationView:
         if self._live and not self._stopping:
             log.warning("revocation feed lost; validating against Redis directly",
                         extra={"event": "revocation_feed_down"})  # fmt: skip
+        was_live = self._live
         self._live = False
-        self._poll = None
         self._clear()
-        self._announce()
+        if was_live or self._stopping:
+            self._announce()
 
-    async def _connect(self) -> tuple[asyncio.Transport, _FeedProtocol]:
-        loop = asyncio.get_running_loop()
-        opts = parse_url(self._url)
-        protocol = _FeedProtocol(self)
-        if "path" in opts:
-            transport, _ = await loop.create_unix_connection(lambda: protocol, opts["path"])
-        else:
-            tls = ssl.create_default_context() if self._url.startswith("rediss://") else None
-            transport, _ = await loop.create_connection(
-                lambda: protocol, opts["host"], opts.get("port", 6379), ssl=tls
-            )
-        return transport, protocol
+    # -- following ----------------------------------------------------------------------
 
     async def _follow(self) -> None:
         backoff = 0.05
         while not self._stopping:
             try:
-                conn, protocol = await asyncio.wait_for(self._connect(), self._connect_timeout)
-            except (OSError, TimeoutError):
-                conn = None
-            if conn is not None:
-                self._transport = conn
-                try:
-                    await self._subscribe_and_watch(conn, protocol)
-                    backoff = 0.05
-                except OSError:
-                    pass
-                finally:
-                    conn.close()
-                    self._transport = None
+                sources = await asyncio.wait_for(self._discover(), self._connect_timeout * 2)
+                await self._subscribe_and_watch(sources)
+                backoff = 0.05
+            except (OSError, TimeoutError, FeedRefused) as exc:
+                log.debug("revocation feed: %s", exc)
+            finally:
+                for feed in self._feeds:
+                    if feed.transport is not None:
+                        feed.transport.close()
+                self._feeds = []
+                self._poll = None
             self._set_dead()
             await asyncio.sleep(backoff * (0.5 + random.random()))  # noqa: S311
             backoff = min(backoff * 2, self._interval)
 
-    async def _subscribe_and_watch(self, conn: asyncio.Transport, protocol: _FeedProtocol) -> None:
-        """Subscribe; return when the connection is lost or silent for a PING's interval."""
+    async def _discover(self) -> list[_Source]:
+        """Where to subscribe right now, from the URL, the sentinels or the slot map."""
+        t = self._target
+        if t.topology is Topology.SINGLE:
+            opts = parse_url(self._url)
+            return [
+                _Source(opts.get("host", ""), int(opts.get("port", 6379)), opts.get("path", ""),
+                        (CLASSIC_CHANNEL,), sharded=False)
+            ]  # fmt: skip
+        if t.topology is Topology.SENTINEL:
+            host, port = await self._sentinel_master()
+            return [_Source(host, port, "", (CLASSIC_CHANNEL,), sharded=False)]
+        slot_map = await self._slot_map()
+        return [
+            _Source(host, port, "", tuple(shard_channel(s) for s in slots), sharded=True)
+            for (host, port), slots in sorted(slot_map.items())
+        ]
+
+    async def _request(self, host: str, port: int, *commands: Sequence[str]) -> list[Any]:
+        """Send commands on a short-lived connection; their replies (errors raise)."""
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, ssl=self._tls()), self._connect_timeout
+        )
+        try:
+            writer.write(b"".join(_command(*c) for c in commands))
+            parser, replies = hiredis.Reader(), list[Any]()
+            while len(replies) < len(commands):
+                data = await asyncio.wait_for(reader.read(65536), self._connect_timeout)
+                if not data:
+                    raise OSError("connection closed")
+                parser.feed(data)
+                while (reply := parser.gets()) is not False:
+                    if isinstance(reply, Exception):
+                        raise FeedRefused(type(reply).__name__)
+                    replies.append(reply)
+            return replies
+        finally:
+            writer.close()
+
+    def _auth(self) -> list[tuple[str, ...]]:
+        t = self._target
+        if t.topology is Topology.SINGLE:
+            opts = parse_url(self._url)
+            user, password = opts.get("username"), opts.get("password")
+        else:
+            user, password = t.username, t.password
+        return [("AUTH", user or "default", password)] if password else []
+
+    async def _sentinel_master(self) -> tuple[str, int]:
+        for host, port in self._target.nodes:
+            with contextlib.suppress(OSError, TimeoutError, FeedRefused):
+                reply = (
+                    await self._request(
+                        host,
+                        port,
+                        ("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self._target.master_name),
+                    )
+                )[0]
+                if reply:
+                    return reply[0].decode(), int(reply[1])
+        raise OSError("no sentinel names the master")
+
+    async def _slot_map(self) -> dict[tuple[str, int], list[int]]:
+        """master (host, port) -> its slots, from the first node that answers."""
+        for host, port in self._seeds():
+            with contextlib.suppress(OSError, TimeoutError, FeedRefused):
+                replies = await self._request(host, port, *self._auth(), ("CLUSTER", "SLOTS"))
+                owners: dict[tuple[str, int], list[int]] = {}
+                for start, end, master, *_ in replies[-1]:
+                    owner = (master[0].decode() or host, int(master[1]))
+                    owners.setdefault(owner, []).extend(range(int(start), int(end) + 1))
+                if sum(len(s) for s in owners.values()) == 16384:
+                    self._known = list(owners)
+                    return owners
+        raise OSError("no node gives a complete slot map")
+
+    def _seeds(self) -> list[tuple[str, int]]:
+        seen = dict.fromkeys([*self._known, *self._target.nodes])
+        return list(seen)
+
+    def _tls(self) -> ssl.SSLContext | None:
+        if not (self._target.tls or self._url.startswith("rediss://")):
+            return None
+        return ssl.create_default_context(cafile=self._target.ssl_ca_certs)
+
+    async def _connect(self, source: _Source) -> _FeedProtocol:
+        loop = asyncio.get_running_loop()
+        feed = _FeedProtocol(self, expected=len(source.channels))
+        if source.path:
+            await loop.create_unix_connection(lambda: feed, source.path)
+        else:
+            await loop.create_connection(lambda: feed, source.host, source.port, ssl=self._tls())
+        return feed
+
+    async def _subscribe_and_watch(self, sources: list[_Source]) -> None:
+        """Subscribe everywhere; return when any feed is lost, refused or silent for a
+        PING's interval, or the topology changed."""
+        feeds = await asyncio.wait_for(
+            asyncio.gather(*(self._connect(s) for s in sources)), self._connect_timeout
+        )
+        self._feeds = list(feeds)
         poller = select.poll()
-        poller.register(conn.get_extra_info("socket").fileno(), select.POLLIN)
+        for feed in feeds:
+            assert feed.transport is not None
+            poller.register(feed.transport.get_extra_info("socket").fileno(), select.POLLIN)
         self._poll = poller
-        opts = parse_url(self._url)
-        if opts.get("password"):
-            conn.write(_command("AUTH", opts.get("username") or "default", opts["password"]))
-        conn.write(_command("SUBSCRIBE", REVOCATIONS_CHANNEL))
-        pinged = False
-        while not self._stopping:
-            heard = self._heard
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(protocol.lost), self._interval)
-                return
-            if self._heard != heard:
-                pinged = False
-            elif pinged:  # silent for a whole interval after a PING: not trustworthy
-                return
+        topology = self._target.topology
+        for feed, source in zip(feeds, sources, strict=True):
+            assert feed.transport is not None
+            out = [_command(*a) for a in self._auth()]
+            if topology is not Topology.SINGLE:
+                out.append(_command("ROLE"))  # a replica would get the events late
+            if source.sharded:  # one command per slot: a command's channels share a slot
+                out += [_command("SSUBSCRIBE", ch) for ch in source.channels]
             else:
-                conn.write(_command("PING"))
-                pinged = True
+                out.append(_command("SUBSCRIBE", *source.channels))
+            feed.transport.write(b"".join(out))
+        pinged: set[int] = set()
+        while not self._stopping:
+            heard = [f.heard for f in feeds]
+            done, _ = await asyncio.wait(
+                [f.lost for f in feeds], timeout=self._interval, return_when=asyncio.FIRST_COMPLETED
+            )
+            if done or any(f.refused for f in feeds):
+                return
+            if self._live:
+                self._heard = min(f.heard for f in feeds)
+            for i, feed in enumerate(feeds):
+                if feed.heard != heard[i]:
+                    pinged.discard(i)
+                elif i in pinged:  # silent for a whole interval after a PING
+                    return
+                else:
+                    assert feed.transport is not None
+                    feed.transport.write(_command("PING"))
+                    pinged.add(i)
+            if topology is not Topology.SINGLE and self._live:
+                now = await asyncio.wait_for(self._discover(), self._connect_timeout * 2)
+                if now != sources:
+                    log.info("redis topology changed; resubscribing")
+                    return

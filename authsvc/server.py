@@ -60,6 +60,7 @@ def make_store(settings: Settings, redis_url: str) -> RedisStore:
         connect_timeout=settings.redis_connect_timeout,
         pool_size=settings.redis_pool_size,
         retries=settings.redis_retries,
+        min_replicas_ack=settings.redis_min_replicas_ack,
     )
 
 

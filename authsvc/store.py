@@ -18,32 +18,48 @@ stay in one Redis Cluster slot):
                                              scope, aud, cid, rj:<jti> revoked access tokens,
                                              created / refreshed (epoch s, admin listing)
 
+    authsvc:{u:NAME}:ack               STRING a fence written right before WAIT (1 s TTL)
+
 A session hash exists exactly as long as the session is alive (its TTL covers the last
 access token issued in it), so Validate's revocation check is one HMGET.
+
+Every write that takes power away (a revocation, reuse detection, disabling an account,
+a new password, new scopes) runs on a connection pinned to its slot's master and, before
+it returns, is acknowledged by `min_replicas_ack` replicas (`WAIT` on that connection;
+`authsvc.redis_connection`), so a failover cannot bring a revoked token back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
 import dataclasses
 import enum
 import functools
 import json
+import logging
 import random
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar, cast
 
-import redis.asyncio as aioredis
 import redis.exceptions
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
 from authsvc import store_scripts
 from authsvc.errors import AccountExists, InvalidInput, NotFound, StoreUnavailable
 from authsvc.names import canonical_name
+from authsvc.redis_connection import (
+    ALWAYS,
+    UNAVAILABLE_ERRORS,
+    ClientOptions,
+    LuaScript,
+    RedisConnection,
+    ReplicationNotConfirmed,
+)
+from authsvc.redis_target import Topology
+from authsvc.revocation_channels import channel_for
 from authsvc.telemetry import NULL_TELEMETRY, StoreErrorKind, Telemetry
+
+log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -51,7 +67,6 @@ T = TypeVar("T")
 _PREFIX = "authsvc:"
 USERS_INDEX = _PREFIX + "users"
 NAMES_INDEX = _PREFIX + "names"
-REVOCATIONS_CHANNEL = _PREFIX + "revocations"
 SIGNING_KEYS = _PREFIX + "signing-keys"
 KEEP_RETIRED = 8
 
@@ -89,6 +104,11 @@ def sessions_key(name: str) -> str:
 def session_key(name: str, sid: str) -> str:
     """The hash of one session."""
     return f"{_PREFIX}{{u:{name}}}:s:{sid}"
+
+
+def fence_key(name: str) -> str:
+    """The key written right before WAIT when a write of `name` must be acknowledged."""
+    return f"{_PREFIX}{{u:{name}}}:ack"
 
 
 class AccountKind(enum.Enum):
@@ -273,9 +293,6 @@ class RefreshGrant:
     account: AccountLimits
 
 
-_UNAVAILABLE_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
-
-
 def _error_kind(exc: BaseException) -> StoreErrorKind:
     if isinstance(exc, (redis.exceptions.TimeoutError, TimeoutError)):
         return StoreErrorKind.TIMEOUT
@@ -289,13 +306,16 @@ def _store_call(func: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, A
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return await func(*args, **kwargs)
-        except _UNAVAILABLE_ERRORS as exc:
+        except ReplicationNotConfirmed as exc:
+            log.warning("write not confirmed by replicas: %s", exc, extra={"event": "no_ack"})
+            raise StoreUnavailable("token store could not confirm the write; retry") from exc
+        except UNAVAILABLE_ERRORS as exc:
             store = args[0]
             if isinstance(store, RedisStore):
                 store.telemetry.store_failed(func.__name__, _error_kind(exc))
                 await store.drop_idle_connections()
             raise StoreUnavailable() from exc
-        except redis.exceptions.RedisError as exc:  # READONLY, LOADING, OOM, ...
+        except redis.exceptions.RedisError as exc:  # LOADING, OOM, ...
             store = args[0]
             if isinstance(store, RedisStore):
                 store.telemetry.store_failed(func.__name__, StoreErrorKind.SERVER)
@@ -308,22 +328,46 @@ class RedisStore:
     """Async storage of accounts, sessions and revocations.
 
     `telemetry` hears of every failed operation (the server wiring sets it).
+
+    Args:
+        conn: the deployment's client (one Redis, Cluster or Sentinel).
+        retries: retries of idempotent operations after a connection failure.
+        min_replicas_ack: replicas that must acknowledge a write taking power away;
+            None: 1 when the deployment has replicas, else 0 (decided at first use).
+        ack_timeout: how long `WAIT` waits for them, in seconds.
     """
 
-    def __init__(self, client: aioredis.Redis, retries: int = 2) -> None:
-        self._r = client
+    def __init__(
+        self,
+        conn: RedisConnection,
+        retries: int = 2,
+        min_replicas_ack: int | None = None,
+        ack_timeout: float = 1.0,
+    ) -> None:
+        self._conn = conn
+        self._r = conn.client
         self._retries = retries
         self.telemetry: Telemetry = NULL_TELEMETRY
-        self._login_begin = client.register_script(store_scripts.LOGIN_BEGIN)
-        self._login_finish = client.register_script(store_scripts.LOGIN_FINISH)
-        self._rotate = client.register_script(store_scripts.ROTATE)
-        self._is_current = client.register_script(store_scripts.IS_CURRENT)
-        self._revoke_by_refresh = client.register_script(store_scripts.REVOKE_BY_REFRESH)
-        self._revoke_user = client.register_script(store_scripts.REVOKE_USER)
-        self._revoke_access = client.register_script(store_scripts.REVOKE_ACCESS)
-        self._update_user = client.register_script(store_scripts.UPDATE_USER_AND_REVOKE)
-        self._add_signing_key = client.register_script(store_scripts.ADD_SIGNING_KEY)
-        self._set_account_field = client.register_script(store_scripts.SET_ACCOUNT_FIELD)
+        self._min_acks = min_replicas_ack
+        self._wait_ms = max(1, int(ack_timeout * 1000))
+        self._sharded = conn.topology is Topology.CLUSTER
+        self._login_begin = self._r.register_script(store_scripts.LOGIN_BEGIN)
+        self._login_finish = self._r.register_script(store_scripts.LOGIN_FINISH)
+        self._is_current = self._r.register_script(store_scripts.IS_CURRENT)
+        self._rehash = self._r.register_script(store_scripts.REHASH)
+        publish = "SPUBLISH" if self._sharded else "PUBLISH"
+
+        def acked(text: str) -> LuaScript:
+            return LuaScript(store_scripts.with_publish(text, publish))
+
+        self._rotate = acked(store_scripts.ROTATE)
+        self._revoke_by_refresh = acked(store_scripts.REVOKE_BY_REFRESH)
+        self._revoke_user = acked(store_scripts.REVOKE_USER)
+        self._revoke_access = acked(store_scripts.REVOKE_ACCESS)
+        self._revoke_session = acked(store_scripts.REVOKE_SESSION)
+        self._update_user = acked(store_scripts.UPDATE_USER_AND_REVOKE)
+        self._set_account_field = acked(store_scripts.SET_ACCOUNT_FIELD)
+        self._add_signing_key = self._r.register_script(store_scripts.ADD_SIGNING_KEY)
 
     @classmethod
     def from_url(
@@ -334,64 +378,82 @@ class RedisStore:
         connect_timeout: float,
         pool_size: int,
         retries: int,
+        min_replicas_ack: int | None = None,
     ) -> RedisStore:
         """A store with every client setting explicit (not redis-py's changing defaults).
 
         redis-py's own retry is off: it would replay non-idempotent scripts (a rotation
         replayed after a timeout would look like token reuse). Idempotent reads and
-        revocations are retried here instead, with jittered exponential backoff.
+        revocations are retried here instead, with jittered exponential backoff. WAIT
+        waits at most half the socket timeout, so its answer always arrives in time.
         """
-        # A blocking pool: when every connection is busy a call waits (up to the connect
-        # timeout) for one instead of failing at once as if Redis were down.
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=pool_size,
-            timeout=connect_timeout,
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=connect_timeout,
-            retry=Retry(NoBackoff(), 0),
-            retry_on_timeout=False,
-            health_check_interval=0,
-            decode_responses=True,
-            client_name="authsvc",
-        )
-        return cls(aioredis.Redis(connection_pool=pool), retries)
+        conn = RedisConnection(url, ClientOptions(socket_timeout, connect_timeout, pool_size))
+        return cls(conn, retries, min_replicas_ack, ack_timeout=socket_timeout / 2)
+
+    @property
+    def topology(self) -> Topology:
+        """One Redis, Cluster or Sentinel."""
+        return self._conn.topology
 
     async def close(self) -> None:
-        """Close the connection pool (ours, even when handed to the client)."""
-        await self._r.aclose(close_connection_pool=True)
-
-    async def _events_flushed(self) -> None:
-        """Return once Redis has written a just-published revocation event to every
-        subscriber.
-
-        Redis may answer the publishing script before it writes the event to the other
-        subscribers' sockets (all within one event-loop pass). A PING is processed only in
-        a later pass, so its answer proves the event is on its way to every instance."""
-        await self._r.ping()
+        """Close every connection."""
+        await self._conn.close()
 
     async def drop_idle_connections(self) -> None:
-        """Close pooled connections after a connection error: after a Redis restart they
-        are all dead, and each would otherwise fail one more call."""
-        with contextlib.suppress(Exception):
-            await self._r.connection_pool.disconnect(inuse_connections=False)
+        """After a connection error: drop idle connections (after a Redis restart they are
+        all dead, and each would otherwise fail one more call) and re-read the topology."""
+        await self._conn.after_connection_error()
 
     async def _idempotent(self, op: Callable[[], Awaitable[T]]) -> T:
         """Run `op`, retrying connection failures; only for operations safe to repeat."""
         for attempt in range(self._retries + 1):
             try:
                 return await op()
-            except _UNAVAILABLE_ERRORS:
+            except UNAVAILABLE_ERRORS:
                 if attempt == self._retries:
                     raise
                 await self.drop_idle_connections()
                 await asyncio.sleep(min(0.5, 0.02 * 2**attempt) * random.random())  # noqa: S311
         raise AssertionError("unreachable")
 
+    async def min_replicas_ack(self) -> int:
+        """Replicas that must acknowledge a write taking power away (decided once)."""
+        if self._min_acks is None:
+            self._min_acks = 1 if await self._conn.replicas_known() else 0
+            log.info(
+                "revocations wait for %d replica(s)", self._min_acks,
+                extra={"event": "replica_acks", "replicas": self._min_acks},
+            )  # fmt: skip
+        return self._min_acks
+
+    async def _acked(
+        self,
+        name: str,
+        script: LuaScript,
+        keys: Sequence[str],
+        args: Sequence[Any],
+        confirm: Callable[[Any], bool] = ALWAYS,
+    ) -> Any:
+        """Run a script that may take power away on its slot's master; when `confirm`
+        says it did, return only once enough replicas have it and its event is written
+        to every subscriber (see `RedisConnection.run_script`)."""
+        return await self._conn.run_script(
+            script,
+            keys,
+            args,
+            confirm=confirm,
+            replicas=await self.min_replicas_ack(),
+            wait_ms=self._wait_ms,
+            fence_key=fence_key(name),
+        )
+
+    def _channel(self, name: str) -> str:
+        return channel_for(name, self._sharded)
+
     @_store_call
     async def ping(self) -> bool:
-        """True when Redis answers."""
-        return bool(await self._r.ping())
+        """True when Redis answers (every master, on a Cluster)."""
+        return await self._conn.ping()
 
     # -- accounts ---------------------------------------------------------------------
 
@@ -489,7 +551,9 @@ class RedisStore:
     @_store_call
     async def _set_field(self, name: str, field: str, value: str) -> None:
         keys, args = [user_key(name)], [field, value]
-        if not await self._idempotent(lambda: self._set_account_field(keys=keys, args=args)):
+        # Confirmed by the replicas: narrower scopes or audiences take power away.
+        acked = self._idempotent(lambda: self._acked(name, self._set_account_field, keys, args))
+        if not await acked:
             raise NotFound(f"no account {name!r}")
 
     async def change_password(self, name: str, pwhash: str) -> int:
@@ -512,20 +576,14 @@ class RedisStore:
         self, name: str, field: str, value: str, *, bump_pwver: bool
     ) -> int:
         """Set an account field and end all its sessions atomically; returns sessions ended."""
-        n = await self._update_user(
-            keys=[user_key(name), sessions_key(name), session_key(name, "x")],
-            args=[
-                field,
-                value,
-                "x",
-                "1" if bump_pwver else "0",
-                REVOCATIONS_CHANNEL,
-                user_ended_event(name),
-            ],
-        )
+        keys = [user_key(name), sessions_key(name), session_key(name, "x")]
+        args = [field, value, "x", "1" if bump_pwver else "0"]
+        args += [self._channel(name), user_ended_event(name)]
+        # Not retried: a password change replayed would bump pwver twice (harmless, but
+        # the caller sees UNAVAILABLE and may simply run it again).
+        n = await self._acked(name, self._update_user, keys, args)
         if int(n) < 0:
             raise NotFound(f"no account {name!r}")
-        await self._events_flushed()
         return int(n)
 
     # -- login ------------------------------------------------------------------------
@@ -587,17 +645,7 @@ class RedisStore:
     @_store_call
     async def rehash_password(self, name: str, old_hash: str, new_hash: str) -> None:
         """Replace a hash made with old parameters (only if unchanged meanwhile)."""
-        key = user_key(name)
-        async with self._r.pipeline(transaction=True) as pipe:
-            try:
-                await pipe.watch(key)
-                if await pipe.hget(key, "pwhash") != old_hash:
-                    return
-                pipe.multi()  # type: ignore[no-untyped-call]
-                pipe.hset(key, "pwhash", new_hash)
-                await pipe.execute()
-            except redis.exceptions.WatchError:
-                return
+        await self._rehash(keys=[user_key(name)], args=[old_hash, new_hash])
 
     # -- refresh ----------------------------------------------------------------------
 
@@ -610,7 +658,7 @@ class RedisStore:
             async with self._r.pipeline(transaction=True) as pipe:
                 pipe.hmget(session_key(name, sid), "scope", "aud", "cid", "abs")
                 pipe.hmget(user_key(name), "scopes", "auds")
-                return await pipe.execute()
+                return cast(list[Any], await pipe.execute())
 
         session, account = await self._idempotent(read)
         if session[0] is None:
@@ -646,9 +694,11 @@ class RedisStore:
 
         Not retried: replaying it after a timeout must go through the grace path instead.
         """
-        res = await self._rotate(
-            keys=[session_key(name, sid), user_key(name), sessions_key(name)],
-            args=[
+        res = await self._acked(
+            name,
+            self._rotate,
+            [session_key(name, sid), user_key(name), sessions_key(name)],
+            [
                 now_ms,
                 presented,
                 successor,
@@ -658,7 +708,7 @@ class RedisStore:
                 ttl_ms,
                 sid,
                 KEEP_RETIRED,
-                REVOCATIONS_CHANNEL,
+                self._channel(name),
                 session_ended_event(name, sid),
                 " ".join(grant.session.scopes),
                 grant.session.audience,
@@ -667,10 +717,11 @@ class RedisStore:
                 " ".join(grant.account.audiences),
                 "1" if audience_allowed else "0",
             ],
+            # An ended session (reuse, expiry) must survive a failover; so must the
+            # end an earlier attempt made, which a retry then sees as 'invalid'.
+            confirm=lambda res: RotateOutcome(str(res[0])) in _CONFIRMED_OUTCOMES,
         )
         outcome = RotateOutcome(str(res[0]))
-        if outcome.ended_session:
-            await self._events_flushed()
         return RotateResult(outcome, str(res[1]) if len(res) > 1 else "")
 
     @_store_call
@@ -696,9 +747,8 @@ class RedisStore:
     async def revoke_access_token(self, name: str, sid: str, jti: str, exp_s: int) -> None:
         """Revoke one access token for the rest of its life."""
         keys = [session_key(name, sid)]
-        args = ["rj:" + jti, str(exp_s), REVOCATIONS_CHANNEL, token_revoked_event(name, sid, jti)]
-        await self._idempotent(lambda: self._revoke_access(keys=keys, args=args))
-        await self._events_flushed()
+        args = ["rj:" + jti, str(exp_s), self._channel(name), token_revoked_event(name, sid, jti)]
+        await self._idempotent(lambda: self._acked(name, self._revoke_access, keys, args))
 
     @_store_call
     async def revoke_session(self, name: str, sid: str) -> bool:
@@ -706,27 +756,18 @@ class RedisStore:
 
         Returns whether the session still existed.
         """
-
-        async def op() -> bool:
-            async with self._r.pipeline(transaction=True) as pipe:
-                pipe.delete(session_key(name, sid))
-                pipe.srem(sessions_key(name), sid)
-                pipe.publish(REVOCATIONS_CHANNEL, session_ended_event(name, sid))
-                deleted, _, _ = await pipe.execute()
-                return bool(deleted)
-
-        existed = await self._idempotent(op)
-        await self._events_flushed()
-        return existed
+        keys = [session_key(name, sid), sessions_key(name)]
+        args = [sid, self._channel(name), session_ended_event(name, sid)]
+        return bool(
+            await self._idempotent(lambda: self._acked(name, self._revoke_session, keys, args))
+        )
 
     @_store_call
     async def revoke_user(self, name: str) -> int:
         """End every session of `name`; returns how many."""
         keys = [sessions_key(name), session_key(name, "x")]
-        args = ["x", REVOCATIONS_CHANNEL, user_ended_event(name)]
-        ended = int(await self._idempotent(lambda: self._revoke_user(keys=keys, args=args)))
-        await self._events_flushed()
-        return ended
+        args = ["x", self._channel(name), user_ended_event(name)]
+        return int(await self._idempotent(lambda: self._acked(name, self._revoke_user, keys, args)))
 
     @_store_call
     async def revoke_by_refresh(
@@ -736,14 +777,15 @@ class RedisStore:
         refresh token (see `store_scripts.REVOKE_BY_REFRESH`)."""
         keys = [session_key(name, sid), sessions_key(name), user_key(name)]
         event = user_ended_event(name) if everything else session_ended_event(name, sid)
-        args: list[Any] = [digest, "user" if everything else "session", sid, REVOCATIONS_CHANNEL]
+        args: list[Any] = [digest, "user" if everything else "session", sid, self._channel(name)]
         args += [event, now_ms]
-        outcome = RevokeOutcome(
-            str(await self._idempotent(lambda: self._revoke_by_refresh(keys=keys, args=args)))
+        return RevokeOutcome(
+            str(
+                await self._idempotent(
+                    lambda: self._acked(name, self._revoke_by_refresh, keys, args)
+                )
+            )
         )
-        if outcome is RevokeOutcome.REVOKED:
-            await self._events_flushed()
-        return outcome
 
     # -- admin API: listings (sorted, paged by the last key returned) -----------------
 
@@ -816,6 +858,7 @@ class RedisStore:
             await self._idempotent(lambda: self._r.hdel(SIGNING_KEYS, *kids))
 
 
+_CONFIRMED_OUTCOMES = (RotateOutcome.REUSE, RotateOutcome.ENDED, RotateOutcome.INVALID)
 _SESSION_FIELDS = ("cur", "created", "refreshed", "cid", "scope", "aud", "exp", "abs")
 
 

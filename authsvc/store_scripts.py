@@ -1,13 +1,21 @@
 """Lua scripts of the Redis store.
 
-Every script that ends a session or revokes a token also PUBLISHes a revocation event on
-`authsvc:revocations` in the same atomic step, which keeps the servers' local revocation
-views current (see `authsvc.revocation_view`). Each script touches only the keys of one user
-(one hash tag), so every script stays in one slot of a Redis Cluster.
+Every script that ends a session or revokes a token also publishes a revocation event in
+the same atomic step, which keeps the servers' local revocation views current (see
+`authsvc.revocation_view`): with PUBLISH on one Redis and Sentinel, with SPUBLISH to the
+user's slot's channel on a Cluster (`authsvc.revocation_channels`); `with_publish` sets
+which. Each script touches only the keys of one user (one hash tag), so every script stays
+in one slot of a Redis Cluster.
 
 Times are passed in from the caller's clock (milliseconds or seconds as named), never read
 from Redis, so the logic follows the injected clock; Redis TTLs only collect garbage.
 """
+
+
+def with_publish(script: str, command: str) -> str:
+    """`script` publishing with `command` ('PUBLISH' or 'SPUBLISH')."""
+    return f"local PUBLISH = '{command}'\n{script}"
+
 
 # KEYS: user, fails. ARGV: now_ms, max_failures, base_ms, max_ms, fails_ttl_ms.
 # Counts the attempt *before* the password is checked, so parallel guesses all count and at
@@ -90,7 +98,7 @@ local presented = ARGV[2]
 local function revoke()
   redis.call('DEL', KEYS[1])
   redis.call('SREM', KEYS[3], ARGV[8])
-  redis.call('PUBLISH', ARGV[10], ARGV[11])
+  redis.call(PUBLISH, ARGV[10], ARGV[11])
 end
 -- Only a token this session issued may change anything; any other secret ends nothing.
 local which = nil
@@ -191,7 +199,7 @@ else
   redis.call('DEL', KEYS[1])
   redis.call('SREM', KEYS[2], ARGV[3])
 end
-redis.call('PUBLISH', ARGV[4], ARGV[5])
+redis.call(PUBLISH, ARGV[4], ARGV[5])
 return 'revoked'
 """
 )
@@ -202,7 +210,7 @@ REVOKE_USER = (
     _END_ALL_SESSIONS
     + """
 local n = end_all_sessions(KEYS[1], KEYS[2], ARGV[1])
-redis.call('PUBLISH', ARGV[2], ARGV[3])
+redis.call(PUBLISH, ARGV[2], ARGV[3])
 return n
 """
 )
@@ -212,7 +220,7 @@ return n
 REVOKE_ACCESS = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('PUBLISH', ARGV[3], ARGV[4])
+redis.call(PUBLISH, ARGV[3], ARGV[4])
 return 1
 """
 
@@ -226,7 +234,7 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 if ARGV[4] == '1' then redis.call('HINCRBY', KEYS[1], 'pwver', 1) end
 local n = end_all_sessions(KEYS[2], KEYS[3], ARGV[3])
-redis.call('PUBLISH', ARGV[5], ARGV[6])
+redis.call(PUBLISH, ARGV[5], ARGV[6])
 return n
 """
 )
@@ -255,5 +263,21 @@ return 1
 SET_ACCOUNT_FIELD = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
+
+# KEYS: session, sessions. ARGV: sid, channel, event.
+# Ends one session (whatever its state) and announces it; 1 if it still existed.
+REVOKE_SESSION = """
+local existed = redis.call('DEL', KEYS[1])
+redis.call('SREM', KEYS[2], ARGV[1])
+redis.call(PUBLISH, ARGV[2], ARGV[3])
+return existed
+"""
+
+# KEYS: user. ARGV: old hash, new hash. Replaces a password hash only if still `old`.
+REHASH = """
+if redis.call('HGET', KEYS[1], 'pwhash') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'pwhash', ARGV[2])
 return 1
 """

@@ -74,6 +74,7 @@ EXAMPLES: dict[str, tuple[str, Any, str | None]] = {
     "audit_log": (NEW_FILE, NEW_FILE, "/nonexistent/audit.log"),
     "allow_plaintext": ("true", True, "maybe"),
     "reflection": ("off", False, "2"),
+    "redis_min_replicas_ack": ("2", 2, "-1"),
 }  # fmt: skip
 
 
