@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import dataclasses
 import hashlib
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
@@ -48,6 +49,22 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
 
 _REDIRECTS = 3
 _TOPOLOGY_REFRESH_MIN_INTERVAL = 0.1
+
+
+def closed_under_us(exc: BaseException) -> bool:
+    """True for redis-py failing on a connection another task closed while it was in use.
+
+    redis-py's cluster client disconnects every node's connections, in use or not, on
+    CLUSTERDOWN (and while re-reading the slot map); a call in flight on one of them then
+    fails inside redis-py with an AttributeError (no socket left). That is the cluster
+    being unavailable, not a bug of ours: only errors raised in redis-py's own code count.
+    """
+    if not isinstance(exc, AttributeError):
+        return False
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and f"{os.sep}redis{os.sep}" in tb.tb_frame.f_code.co_filename
 
 
 class ReplicationNotConfirmed(rex.RedisError):
@@ -335,15 +352,20 @@ class _Pinned:
             if self._asking and command[0] != "PING" and command[0] != "WAIT":
                 wire.append(("ASKING",))
             wire.append(command)
-        await self._conn.send_packed_command(self._conn.pack_commands(wire))
         replies: list[Any] = []
-        for command in wire:
-            try:
-                reply = await self._conn.read_response()
-            except rex.ResponseError as exc:
-                reply = exc
-            if command[0] != "ASKING":
-                replies.append(reply)
+        try:
+            await self._conn.send_packed_command(self._conn.pack_commands(wire))
+            for command in wire:
+                try:
+                    reply = await self._conn.read_response()
+                except rex.ResponseError as exc:
+                    reply = exc
+                if command[0] != "ASKING":
+                    replies.append(reply)
+        except AttributeError as exc:
+            if closed_under_us(exc):
+                raise rex.ConnectionError("connection closed during the call") from exc
+            raise
         return replies
 
     async def run_ok(self, command: tuple[Any, ...]) -> Any:

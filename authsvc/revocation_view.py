@@ -423,6 +423,7 @@ class RevocationView:
     async def _connect(self, source: _Source) -> _FeedProtocol:
         loop = asyncio.get_running_loop()
         feed = _FeedProtocol(self, expected=len(source.channels))
+        self._feeds.append(feed)  # closed by `_follow` whatever happens next
         if source.path:
             await loop.create_unix_connection(lambda: feed, source.path)
         else:
@@ -435,7 +436,6 @@ class RevocationView:
         feeds = await asyncio.wait_for(
             asyncio.gather(*(self._connect(s) for s in sources)), self._connect_timeout
         )
-        self._feeds = list(feeds)
         poller = select.poll()
         for feed in feeds:
             assert feed.transport is not None

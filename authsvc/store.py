@@ -54,6 +54,7 @@ from authsvc.redis_connection import (
     LuaScript,
     RedisConnection,
     ReplicationNotConfirmed,
+    closed_under_us,
 )
 from authsvc.redis_target import Topology
 from authsvc.revocation_channels import channel_for
@@ -315,6 +316,10 @@ def _store_call(func: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, A
                 store.telemetry.store_failed(func.__name__, _error_kind(exc))
                 await store.drop_idle_connections()
             raise StoreUnavailable() from exc
+        except AttributeError as exc:
+            if not closed_under_us(exc):
+                raise
+            raise StoreUnavailable() from exc
         except redis.exceptions.RedisError as exc:  # LOADING, OOM, ...
             store = args[0]
             if isinstance(store, RedisStore):
@@ -409,8 +414,10 @@ class RedisStore:
         for attempt in range(self._retries + 1):
             try:
                 return await op()
-            except UNAVAILABLE_ERRORS:
-                if attempt == self._retries:
+            except _MAYBE_UNAVAILABLE as exc:
+                if attempt == self._retries or not (
+                    isinstance(exc, UNAVAILABLE_ERRORS) or closed_under_us(exc)
+                ):
                     raise
                 await self.drop_idle_connections()
                 await asyncio.sleep(min(0.5, 0.02 * 2**attempt) * random.random())  # noqa: S311
@@ -858,6 +865,7 @@ class RedisStore:
             await self._idempotent(lambda: self._r.hdel(SIGNING_KEYS, *kids))
 
 
+_MAYBE_UNAVAILABLE: tuple[type[BaseException], ...] = (*UNAVAILABLE_ERRORS, AttributeError)
 _CONFIRMED_OUTCOMES = (RotateOutcome.REUSE, RotateOutcome.ENDED, RotateOutcome.INVALID)
 _SESSION_FIELDS = ("cur", "created", "refreshed", "cid", "scope", "aud", "exp", "abs")
 

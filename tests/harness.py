@@ -85,21 +85,28 @@ class CountingInterceptor(grpc.aio.ServerInterceptor):
 
 
 class Harness:
-    """A running authsvc server with its own Redis, a fake clock and a sync stub."""
+    """A running authsvc server with its own Redis (or the `redis_url` given: a Cluster,
+    a Sentinel group), a fake clock and a sync stub."""
 
     def __init__(self, workdir: Path, shared_with: Harness | None = None, **overrides: Any) -> None:
         import time
 
-        if shared_with is None:
-            self.redis = redis_process(workdir / "redis").start()
-            data_dir = workdir / "data"
-        else:  # another instance over the same Redis and key set
-            self.redis = shared_with.redis
+        self._redis: RedisProcess | None = None
+        if shared_with is not None:  # another instance over the same Redis and key set
+            self._redis = shared_with._redis
+            redis_url = shared_with.settings.redis_url
             data_dir = shared_with.settings.data_dir
-        self._owns_redis = shared_with is None
+        elif "redis_url" in overrides:
+            redis_url = overrides["redis_url"]
+            data_dir = workdir / "data"
+        else:
+            self._redis = redis_process(workdir / "redis").start()
+            redis_url = self._redis.url
+            data_dir = workdir / "data"
+        self._owns_redis = shared_with is None and self._redis is not None
         values: dict[str, Any] = {
             "listen": "127.0.0.1:0",
-            "redis_url": self.redis.url,
+            "redis_url": redis_url,
             "data_dir": data_dir,
             "redis_socket_timeout": 1.0,
             "redis_connect_timeout": 1.0,
@@ -211,6 +218,12 @@ class Harness:
         password = "admin password " + name
         self.create_user(name, password, scopes=(self.settings.admin_scope,))
         return self.login(name, password).access_token
+
+    @property
+    def redis(self) -> RedisProcess:
+        """The private redis-server (not for a Cluster or Sentinel group)."""
+        assert self._redis is not None, "this harness runs on a given redis_url"
+        return self._redis
 
     def stop_redis(self) -> None:
         self.redis.stop()
