@@ -22,6 +22,7 @@ import contextlib
 import dataclasses
 import hashlib
 import os
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
@@ -29,12 +30,12 @@ from typing import Any
 import redis.asyncio as aioredis
 import redis.exceptions as rex
 from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.asyncio.connection import AbstractConnection, BlockingConnectionPool
+from redis.asyncio.connection import AbstractConnection, Connection, SSLConnection
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 
 from authsvc.redis_target import RedisTarget, Topology, parse_redis_url
+from authsvc.redis_wire import sentinel_master
 
 UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     rex.ConnectionError,  # includes MasterNotFoundError, MaxConnectionsError
@@ -93,8 +94,51 @@ class LuaScript:
         return hashlib.sha1(self.text.encode(), usedforsecurity=False).hexdigest()
 
 
-class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
-    """A Sentinel-managed pool that waits for a free connection instead of failing."""
+class _SentinelMaster:
+    """Where the sentinels say the master is; asked at every new connection."""
+
+    def __init__(self, target: RedisTarget, timeout: float) -> None:
+        self._target = target
+        self._timeout = timeout
+        self._tls = ssl.create_default_context(cafile=target.ssl_ca_certs) if target.tls else None
+
+    async def address(self) -> tuple[str, int]:
+        t = self._target
+        try:
+            return await sentinel_master(t.nodes, t.master_name, self._timeout, self._tls)
+        except OSError as exc:
+            raise rex.ConnectionError(str(exc)) from exc
+
+
+class _MasterConnection(Connection):
+    """A connection to the node the sentinels name as master when it connects, checked
+    with ROLE; a READONLY answer (the node was demoted since) drops it."""
+
+    def __init__(self, *, sentinel_master: _SentinelMaster, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._sentinel_master = sentinel_master
+
+    async def _connect(self) -> None:
+        self.host, self.port = await self._sentinel_master.address()
+        await super()._connect()  # type: ignore[no-untyped-call]
+
+    async def on_connect_check_health(self, check_health: bool = True) -> None:
+        await super().on_connect_check_health(check_health=check_health)
+        await self.send_command("ROLE")
+        role = await super().read_response()
+        if not role or str(role[0]) != "master":
+            raise rex.ConnectionError("the node the sentinels name is not a master (yet)")
+
+    async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().read_response(*args, **kwargs)
+        except rex.ReadOnlyError:
+            await self.disconnect()
+            raise
+
+
+class _MasterSSLConnection(_MasterConnection, SSLConnection):
+    """`_MasterConnection` over TLS."""
 
 
 class RedisConnection:
@@ -105,7 +149,6 @@ class RedisConnection:
         self._options = options
         self._refreshed = 0.0
         self._refresh_lock = asyncio.Lock()
-        self._sentinel: Sentinel | None = None
         self.client: Any = self._build()
         """The command client: `redis.asyncio.Redis` or `redis.asyncio.RedisCluster`."""
 
@@ -166,21 +209,19 @@ class RedisConnection:
                 **self._common(),
                 **self._tls(),
             )
-        sentinel_kwargs = (
-            {k: v for k, v in self._common().items() if k not in ("client_name", "db")}
-            | {"retry": no_retry}
-            | self._tls()
-        )
-        self._sentinel = Sentinel(list(t.nodes), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
-        return self._sentinel.master_for(
-            t.master_name,
-            connection_pool_class=_BlockingSentinelPool,
+        tls = self._tls()
+        tls.pop("ssl", None)
+        pool = aioredis.BlockingConnectionPool(
+            connection_class=_MasterSSLConnection if t.tls else _MasterConnection,
+            sentinel_master=_SentinelMaster(t, o.connect_timeout),
             max_connections=o.pool_size,
             timeout=o.connect_timeout,
             retry=no_retry,
+            host="",  # set from the sentinels' answer at each connect
             **self._common(),
-            **self._tls(),
+            **tls,
         )
+        return aioredis.Redis(connection_pool=pool)
 
     async def close(self) -> None:
         """Close every connection."""
@@ -188,9 +229,6 @@ class RedisConnection:
             await self.client.aclose()
         else:
             await self.client.aclose(close_connection_pool=True)
-        if self._sentinel is not None:
-            for sentinel in self._sentinel.sentinels:
-                await sentinel.aclose()
 
     # -- health and topology ----------------------------------------------------------
 

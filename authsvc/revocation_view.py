@@ -48,7 +48,6 @@ import random
 import select
 import ssl
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import hiredis
@@ -56,6 +55,7 @@ from authsvc_client.cache import LruCache
 from redis.asyncio.connection import parse_url
 
 from authsvc.redis_target import RedisTarget, Topology, parse_redis_url
+from authsvc.redis_wire import ErrorReply, command, request, sentinel_master
 from authsvc.revocation_channels import CLASSIC_CHANNEL, shard_channel
 from authsvc.telemetry import NULL_TELEMETRY, Telemetry
 
@@ -71,15 +71,6 @@ _UNSUBSCRIBED = (b"unsubscribe", b"sunsubscribe")
 
 class FeedRefused(Exception):
     """Raised when a feed cannot be trusted: an error reply, a replica, a moved slot."""
-
-
-def _command(*parts: str | bytes) -> bytes:
-    """Encode one Redis command in RESP (what every client sends)."""
-    out = [f"*{len(parts)}\r\n".encode()]
-    for part in parts:
-        data = part.encode() if isinstance(part, str) else part
-        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(out)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -320,7 +311,10 @@ class RevocationView:
         backoff = 0.05
         while not self._stopping:
             try:
-                sources = await asyncio.wait_for(self._discover(), self._connect_timeout * 2)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can drop a connection that
+                # completes as it times out, leaving it open.
+                async with asyncio.timeout(self._connect_timeout * 2):
+                    sources = await self._discover()
                 await self._subscribe_and_watch(sources)
                 backoff = 0.05
             except (OSError, TimeoutError, FeedRefused) as exc:
@@ -345,34 +339,15 @@ class RevocationView:
                         (CLASSIC_CHANNEL,), sharded=False)
             ]  # fmt: skip
         if t.topology is Topology.SENTINEL:
-            host, port = await self._sentinel_master()
+            host, port = await sentinel_master(
+                t.nodes, t.master_name, self._connect_timeout, self._tls()
+            )
             return [_Source(host, port, "", (CLASSIC_CHANNEL,), sharded=False)]
         slot_map = await self._slot_map()
         return [
             _Source(host, port, "", tuple(shard_channel(s) for s in slots), sharded=True)
             for (host, port), slots in sorted(slot_map.items())
         ]
-
-    async def _request(self, host: str, port: int, *commands: Sequence[str]) -> list[Any]:
-        """Send commands on a short-lived connection; their replies (errors raise)."""
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(host, port, ssl=self._tls()), self._connect_timeout
-        )
-        try:
-            writer.write(b"".join(_command(*c) for c in commands))
-            parser, replies = hiredis.Reader(), list[Any]()
-            while len(replies) < len(commands):
-                data = await asyncio.wait_for(reader.read(65536), self._connect_timeout)
-                if not data:
-                    raise OSError("connection closed")
-                parser.feed(data)
-                while (reply := parser.gets()) is not False:
-                    if isinstance(reply, Exception):
-                        raise FeedRefused(type(reply).__name__)
-                    replies.append(reply)
-            return replies
-        finally:
-            writer.close()
 
     def _auth(self) -> list[tuple[str, ...]]:
         t = self._target
@@ -383,25 +358,12 @@ class RevocationView:
             user, password = t.username, t.password
         return [("AUTH", user or "default", password)] if password else []
 
-    async def _sentinel_master(self) -> tuple[str, int]:
-        for host, port in self._target.nodes:
-            with contextlib.suppress(OSError, TimeoutError, FeedRefused):
-                reply = (
-                    await self._request(
-                        host,
-                        port,
-                        ("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self._target.master_name),
-                    )
-                )[0]
-                if reply:
-                    return reply[0].decode(), int(reply[1])
-        raise OSError("no sentinel names the master")
-
     async def _slot_map(self) -> dict[tuple[str, int], list[int]]:
         """master (host, port) -> its slots, from the first node that answers."""
         for host, port in self._seeds():
-            with contextlib.suppress(OSError, TimeoutError, FeedRefused):
-                replies = await self._request(host, port, *self._auth(), ("CLUSTER", "SLOTS"))
+            with contextlib.suppress(OSError, TimeoutError, ErrorReply):
+                commands = [*self._auth(), ("CLUSTER", "SLOTS")]
+                replies = await request(host, port, commands, self._connect_timeout, self._tls())
                 owners: dict[tuple[str, int], list[int]] = {}
                 for start, end, master, *_ in replies[-1]:
                     owner = (master[0].decode() or host, int(master[1]))
@@ -433,9 +395,8 @@ class RevocationView:
     async def _subscribe_and_watch(self, sources: list[_Source]) -> None:
         """Subscribe everywhere; return when any feed is lost, refused or silent for a
         PING's interval, or the topology changed."""
-        feeds = await asyncio.wait_for(
-            asyncio.gather(*(self._connect(s) for s in sources)), self._connect_timeout
-        )
+        async with asyncio.timeout(self._connect_timeout):
+            feeds = await asyncio.gather(*(self._connect(s) for s in sources))
         poller = select.poll()
         for feed in feeds:
             assert feed.transport is not None
@@ -444,13 +405,13 @@ class RevocationView:
         topology = self._target.topology
         for feed, source in zip(feeds, sources, strict=True):
             assert feed.transport is not None
-            out = [_command(*a) for a in self._auth()]
+            out = [command(*a) for a in self._auth()]
             if topology is not Topology.SINGLE:
-                out.append(_command("ROLE"))  # a replica would get the events late
+                out.append(command("ROLE"))  # a replica would get the events late
             if source.sharded:  # one command per slot: a command's channels share a slot
-                out += [_command("SSUBSCRIBE", ch) for ch in source.channels]
+                out += [command("SSUBSCRIBE", ch) for ch in source.channels]
             else:
-                out.append(_command("SUBSCRIBE", *source.channels))
+                out.append(command("SUBSCRIBE", *source.channels))
             feed.transport.write(b"".join(out))
         pinged: set[int] = set()
         while not self._stopping:
@@ -469,10 +430,11 @@ class RevocationView:
                     return
                 else:
                     assert feed.transport is not None
-                    feed.transport.write(_command("PING"))
+                    feed.transport.write(command("PING"))
                     pinged.add(i)
             if topology is not Topology.SINGLE and self._live:
-                now = await asyncio.wait_for(self._discover(), self._connect_timeout * 2)
+                async with asyncio.timeout(self._connect_timeout * 2):
+                    now = await self._discover()
                 if now != sources:
                     log.info("redis topology changed; resubscribing")
                     return

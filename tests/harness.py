@@ -108,7 +108,7 @@ class Harness:
             "listen": "127.0.0.1:0",
             "redis_url": redis_url,
             "data_dir": data_dir,
-            "redis_socket_timeout": 1.0,
+            "redis_socket_timeout": 2.0,
             "redis_connect_timeout": 1.0,
             "health_interval_seconds": 0.2,
             "hash_threads": 2,
