@@ -117,6 +117,13 @@ def _replicas_ack(raw: str) -> int | None:
     return value
 
 
+def _seconds_from_zero(raw: str) -> float:
+    value = float(raw)
+    if not 0.0 <= value <= 60.0:  # also refuses NaN
+        raise ValueError
+    return value
+
+
 def _readable_file(raw: str) -> str:
     if raw and not os.access(raw, os.R_OK):
         raise ValueError
@@ -304,6 +311,12 @@ class Settings:
     )
     grace_shutdown_seconds: float = _setting(
         _float_in(0.0, 600.0), "seconds in-flight calls get at shutdown", default=10.0
+    )
+    shutdown_drain_seconds: float = _setting(
+        Parser(_seconds_from_zero, "a number in [0, 60]"),
+        "seconds a stopping server still serves while reporting NOT_SERVING, so clients "
+        "that health-check move away first (rolling restarts)",
+        default=2.0,
     )
     admin_scope: str = _setting(
         _TEXT,

@@ -313,9 +313,21 @@ class AuthServer:
                 extra={"event": "name_collision"},
             )
 
-    async def stop(self, grace: float | None = None) -> None:
-        """Stop accepting calls, let in-flight calls finish within `grace`, close Redis."""
+    async def stop(self, grace: float | None = None, drain: float | None = None) -> None:
+        """Graceful shutdown, in the order rolling restarts need:
+
+        1. health NOT_SERVING (every service name), so clients that health-check stop
+           picking this instance;
+        2. a drain of `drain` seconds (`shutdown_drain_seconds`) still serving whatever
+           arrives: calls already queued inside gRPC when its stop begins are cancelled,
+           not finished (grpc/grpc#41785), so the stop waits until clients have moved away;
+        3. stop accepting, let in-flight calls finish within `grace`, close Redis.
+        """
         await self._health.enter_graceful_shutdown()
+        drain = self.settings.shutdown_drain_seconds if drain is None else drain
+        if drain > 0:
+            log.info("draining for %.1f s", drain, extra={"event": "draining"})
+            await asyncio.sleep(drain)
         await self._server.stop(self.settings.grace_shutdown_seconds if grace is None else grace)
         if self.view is not None:
             await self.view.stop()

@@ -111,6 +111,7 @@ class Harness:
             "redis_socket_timeout": 2.0,
             "redis_connect_timeout": 1.0,
             "health_interval_seconds": 0.2,
+            "shutdown_drain_seconds": 0.0,
             "hash_threads": 2,
         }
         values.update(overrides)

@@ -75,6 +75,7 @@ EXAMPLES: dict[str, tuple[str, Any, str | None]] = {
     "allow_plaintext": ("true", True, "maybe"),
     "reflection": ("off", False, "2"),
     "redis_min_replicas_ack": ("2", 2, "-1"),
+    "shutdown_drain_seconds": ("0", 0.0, "61"),
 }  # fmt: skip
 
 

@@ -44,7 +44,7 @@ from authsvc_client.guard import AUTHENTICATED, PUBLIC, MethodPolicy
 from authsvc_client.interceptors import AuthInterceptor, TokenSource, TokenUnavailableError
 from authsvc_client.jwks import AsyncKeySource, KeyCache, KeySource
 from authsvc_client.manager import TokenManager
-from authsvc_client.policy import RefreshPolicy
+from authsvc_client.policy import CallRetry, RefreshPolicy
 from authsvc_client.replay import Replayable
 from authsvc_client.rpc import AsyncAuthsvcClient, AuthsvcClient
 from authsvc_client.server_interceptor import ServerAuthInterceptor
@@ -77,6 +77,7 @@ __all__ = [
     "AuthServiceUnavailable",
     "AuthTransport",
     "AuthsvcClient",
+    "CallRetry",
     "Credentials",
     "CredentialsRejected",
     "FileTokenStore",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Protocol
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +38,41 @@ class RefreshPolicy:
 DEFAULT_POLICY = RefreshPolicy()
 
 
+@dataclasses.dataclass(frozen=True)
+class CallRetry:
+    """Retries of single AuthService calls that authsvc answered UNAVAILABLE (an instance
+    stopping in a rolling restart, a Redis failover in progress).
+
+    Only calls that are safe to repeat and whose caller has no retry of its own are
+    retried here: Validate and GetJwks. Refresh is retried by the token managers, with
+    their capped backoff (`RefreshPolicy`), against authsvc's refresh grace window, in
+    which a repeated Refresh gets back the pair the first one made instead of counting as
+    reuse. Login is never repeated blindly (each attempt counts against the throttle).
+
+    Attributes:
+        attempts: Attempts per call, the first included.
+        backoff_initial: First delay, in seconds; it doubles per attempt...
+        backoff_max: ...up to this cap.
+    """
+
+    attempts: int = 4
+    backoff_initial: float = 0.05
+    backoff_max: float = 1.0
+
+
+DEFAULT_CALL_RETRY = CallRetry()
+
+
+class Backoff(Protocol):
+    """Anything with a first delay and a cap (`RefreshPolicy`, `CallRetry`)."""
+
+    @property
+    def backoff_initial(self) -> float: ...
+
+    @property
+    def backoff_max(self) -> float: ...
+
+
 def refresh_margin(lifetime: float, policy: RefreshPolicy, jitter: float) -> float:
     """Seconds before expiry at which a token of `lifetime` seconds becomes due for refresh.
 
@@ -50,7 +86,7 @@ def refresh_margin(lifetime: float, policy: RefreshPolicy, jitter: float) -> flo
     return margin * (1.0 - policy.jitter_fraction * jitter)
 
 
-def backoff_delay(attempt: int, policy: RefreshPolicy, jitter: float) -> float:
+def backoff_delay(attempt: int, policy: Backoff, jitter: float) -> float:
     """Seconds to wait after failed attempt number `attempt` (1-based); "equal jitter".
 
     Args:

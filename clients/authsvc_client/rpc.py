@@ -8,7 +8,10 @@ the one table `_ERRORS`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import random
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Generic, TypeVar
 
@@ -27,6 +30,7 @@ from authsvc_client.errors import (
     RefreshTokenRejected,
     VerifierUnavailable,
 )
+from authsvc_client.policy import DEFAULT_CALL_RETRY, CallRetry, backoff_delay
 from authsvc_client.tokens import Credentials, Tokens
 
 _Code = grpc.StatusCode
@@ -96,6 +100,34 @@ def _mapped_errors(method: str) -> Iterator[None]:
         raise map_error(method, code, details, _retry_after(trailers)) from exc
 
 
+_RETRIED = frozenset({"Validate", "GetJwks"})
+
+
+class _Retry:
+    """Whether a failed call is tried again (see `CallRetry`), as a context manager around
+    the one line that calls or awaits: it swallows a retryable gRPC error and sets `delay`,
+    so the blocking and the asyncio client share the flow and only sleep or await."""
+
+    def __init__(self, method: str, policy: CallRetry) -> None:
+        self._method = method
+        self._policy = policy
+        self.attempt = 0
+        self.delay = 0.0
+
+    def __enter__(self) -> _Retry:
+        return self
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> bool:
+        if not isinstance(exc, grpc.RpcError) or self._method not in _RETRIED:
+            return False
+        self.attempt += 1
+        code = exc.code() if isinstance(exc, (grpc.aio.AioRpcError, grpc.Call)) else None
+        if code is not grpc.StatusCode.UNAVAILABLE or self.attempt >= self._policy.attempts:
+            return False
+        self.delay = backoff_delay(self.attempt, self._policy, random.random())  # noqa: S311
+        return True
+
+
 def _retry_after(trailers: Iterable[tuple[str, str | bytes]] | None) -> float | None:
     for key, value in trailers or ():
         if key == "retry-after":
@@ -151,8 +183,10 @@ class _BaseAuthsvcClient(Generic[ChannelT]):
         audience: str = "",
         scopes: Sequence[str] = (),
         timeout: float = DEFAULT_TIMEOUT,
+        retry: CallRetry = DEFAULT_CALL_RETRY,
     ) -> None:
         self._stub = auth_pb2_grpc.AuthServiceStub(channel)
+        self._retry = retry
         self._audience = audience
         self._scopes = tuple(scopes)
         self._timeout = timeout
@@ -176,6 +210,8 @@ class AuthsvcClient(_BaseAuthsvcClient[grpc.Channel]):
         scopes: Scopes asked for at Login; empty means all the account may have.
         timeout: Deadline per call, in seconds (Refresh uses at most 4 s, well inside
             authsvc's grace window).
+        retry: Retries of Validate and GetJwks after UNAVAILABLE (see `CallRetry`);
+            `CallRetry(attempts=1)` turns them off.
     """
 
     def login(self, credentials: Credentials) -> Tokens:
@@ -197,9 +233,12 @@ class AuthsvcClient(_BaseAuthsvcClient[grpc.Channel]):
         Raises:
             VerifierUnavailable: authsvc could not answer.
         """
-        with _mapped_errors("GetJwks"):
-            response = self._stub.GetJwks(auth_pb2.GetJwksRequest(), timeout=self._timeout)
-        return response.jwks_json
+        retry = _Retry("GetJwks", self._retry)
+        while True:
+            with _mapped_errors("GetJwks"), retry:
+                response = self._stub.GetJwks(auth_pb2.GetJwksRequest(), timeout=self._timeout)
+                return response.jwks_json
+            time.sleep(retry.delay)
 
     def validate(self, access_token: str, audience: str, required_scopes: Sequence[str]) -> None:
         """Confirm with authsvc that `access_token` is valid and unrevoked.
@@ -210,9 +249,12 @@ class AuthsvcClient(_BaseAuthsvcClient[grpc.Channel]):
             VerifierUnavailable: authsvc could not answer.
         """
         request = _validate_request(access_token, audience, required_scopes)
-        with _mapped_errors("Validate"):
-            response = self._stub.Validate(request, timeout=self._timeout)
-        _validate_outcome(response)
+        retry = _Retry("Validate", self._retry)
+        while True:
+            with _mapped_errors("Validate"), retry:
+                response = self._stub.Validate(request, timeout=self._timeout)
+                return _validate_outcome(response)
+            time.sleep(retry.delay)
 
 
 class AsyncAuthsvcClient(_BaseAuthsvcClient[grpc.aio.Channel]):
@@ -239,15 +281,22 @@ class AsyncAuthsvcClient(_BaseAuthsvcClient[grpc.aio.Channel]):
 
     async def get_jwks(self) -> str:
         """The JWK Set (JSON) of the keys that sign access tokens; see `AuthsvcClient`."""
-        with _mapped_errors("GetJwks"):
-            response = await self._stub.GetJwks(auth_pb2.GetJwksRequest(), timeout=self._timeout)
-        return response.jwks_json
+        retry = _Retry("GetJwks", self._retry)
+        while True:
+            with _mapped_errors("GetJwks"), retry:
+                request = auth_pb2.GetJwksRequest()
+                response = await self._stub.GetJwks(request, timeout=self._timeout)
+                return response.jwks_json
+            await asyncio.sleep(retry.delay)
 
     async def validate(
         self, access_token: str, audience: str, required_scopes: Sequence[str]
     ) -> None:
         """Confirm with authsvc that `access_token` is valid; see `AuthsvcClient.validate`."""
         request = _validate_request(access_token, audience, required_scopes)
-        with _mapped_errors("Validate"):
-            response = await self._stub.Validate(request, timeout=self._timeout)
-        _validate_outcome(response)
+        retry = _Retry("Validate", self._retry)
+        while True:
+            with _mapped_errors("Validate"), retry:
+                response = await self._stub.Validate(request, timeout=self._timeout)
+                return _validate_outcome(response)
+            await asyncio.sleep(retry.delay)
