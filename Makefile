@@ -10,7 +10,7 @@ PROTOC    = $(PY) -m grpc_tools.protoc -I protos \
 	--plugin=protoc-gen-mypy=$(VENV)/bin/protoc-gen-mypy \
 	--plugin=protoc-gen-mypy_grpc=$(VENV)/bin/protoc-gen-mypy_grpc
 
-.PHONY: run test proto proto-check lint typecheck bench demo clean redis-tools
+.PHONY: run test proto proto-check lint typecheck bench demo clean redis-tools soak
 
 $(STAMP): pyproject.toml clients/pyproject.toml requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -58,6 +58,12 @@ redis-tools:
 ## The whole suite: generated-code check, lint, types, then tests against real Redis and gRPC.
 test: $(STAMP) redis-tools proto-check lint typecheck
 	$(PY) -m pytest -q
+
+## The failover tests at length: 50 rounds each of revoke -> kill the master -> promotion ->
+## still revoked, on the Cluster and on Sentinel, under load (make test runs 10).
+soak: $(STAMP) redis-tools
+	FAILOVER_ROUNDS=50 $(PY) -m pytest -q -p no:cacheprovider --timeout 3600 \
+		tests/test_cluster.py tests/test_sentinel.py -k killed
 
 BENCH_STAMP := $(VENV)/.bench-installed
 

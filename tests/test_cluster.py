@@ -13,7 +13,7 @@ from authsvc_api.v1 import auth_pb2
 
 from authsvc.accounts import AccountAdmin
 from authsvc.revocation_channels import user_slot
-from tests.failover import PASSWORD, revoke_kill_promote
+from tests.failover import PASSWORD, ROUNDS, revoke_kill_promote
 from tests.harness import AUTHSVC_BIN, Harness, HarnessFactory, env_without_authsvc_settings
 from tests.topologies import ClusterDeployment
 
@@ -127,7 +127,7 @@ def test_user_list_sees_the_accounts_of_every_node(
     assert len({user_slot(n) for n in names.values()}) == 3
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(120 + 30 * ROUNDS)
 def test_a_master_killed_after_each_revocation_loses_none(
     redis_cluster: ClusterDeployment, authsvc_server_factory: HarnessFactory
 ) -> None:

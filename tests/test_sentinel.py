@@ -8,7 +8,7 @@ import grpc
 import pytest
 from authsvc_api.v1 import auth_pb2
 
-from tests.failover import PASSWORD, revoke_kill_promote
+from tests.failover import PASSWORD, ROUNDS, revoke_kill_promote
 from tests.harness import Harness, HarnessFactory
 from tests.topologies import SentinelDeployment
 
@@ -49,7 +49,7 @@ def test_the_api_and_cross_instance_revocation_through_sentinel(
     assert gone.value.code() is grpc.StatusCode.UNAUTHENTICATED  # USER ended it
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(120 + 30 * ROUNDS)
 def test_a_master_killed_after_each_revocation_loses_none(
     redis_sentinel: SentinelDeployment, authsvc_server_factory: HarnessFactory
 ) -> None:
