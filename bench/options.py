@@ -33,6 +33,7 @@ class Options:
     profile: bool
     check: bool
     out_dir: Path
+    cluster: bool = True
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -92,6 +93,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also sample the server with py-spy during a Validate run",
     )
+    p.add_argument(
+        "--no-cluster",
+        dest="cluster",
+        action="store_false",
+        help="skip the rows on a 3-master / 3-replica Redis Cluster",
+    )
     p.add_argument("--check", action="store_true", help="exit with status 1 when a target fails")
     p.add_argument(
         "--out",
@@ -133,4 +140,5 @@ def parse(argv: Sequence[str] | None = None) -> Options:
         profile=args.profile,
         check=args.check,
         out_dir=args.out,
+        cluster=args.cluster,
     )

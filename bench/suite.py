@@ -48,6 +48,7 @@ from bench.results import BenchResults, RssGrowth
 from bench.runner import H2Target, Runner, summary
 from bench.stats import LoadResult, combined
 from bench.workloads import Account, WorkloadSpec
+from tests.topologies import ClusterDeployment
 
 SCOPES = "read,write"
 USERS = 8
@@ -94,6 +95,8 @@ class Bench:
                 self._with_redis(redis, work)
             finally:
                 redis.stop()
+            if self.opts.cluster:
+                self._phase("cluster", lambda: self._cluster(work / "cluster"))
         self.res.set_ratios()
         return self.res
 
@@ -209,6 +212,8 @@ class Bench:
         self._phase("argon2 baseline", self._argon2)
         self._record(lambda: run.python(names.LOGIN, login, probes["login"]))
         self._record(lambda: run.python(names.MIXED, mixed, probes["mixed"]))
+        revoke = WorkloadSpec("revoke", accounts=accounts)
+        self._record(lambda: run.python(names.REVOKE, revoke, probes["health"]))
         if self.opts.profile:
 
             def validate_load(window: threading.Event) -> object:
@@ -225,6 +230,46 @@ class Bench:
         self._phase("client interceptor", lambda: self._interceptor(target))
         if self.opts.rss_calls:
             self._phase("RSS", lambda: self._rss(run, server, valid_h2, valid, probes["valid"]))
+
+    def _cluster(self, work: Path) -> None:
+        """The same RPCs on a 3-master / 3-replica Redis Cluster (the test fixture's), with
+        the Python generator, and Revoke once more without the replica acknowledgement."""
+        self.say("starting a 3-master / 3-replica Redis Cluster ...")
+        cluster = ClusterDeployment(work).start()
+        try:
+            for acks in ("", "0"):
+                env = server_env(cluster.url, work / "data", f"127.0.0.1:{free_port()}")
+                env["AUTHSVC_ACCESS_TTL_SECONDS"] = "3600"
+                env["AUTHSVC_REDIS_MIN_REPLICAS_ACK"] = acks
+                if not acks:
+                    self._create_accounts(env)
+                server = ServerProcess(env, 1, work / f"server{acks}.log")
+                server.start()
+                try:
+                    self._cluster_rows(server.target, work, with_ack=not acks)
+                finally:
+                    server.stop()
+        finally:
+            cluster.stop()
+
+    def _cluster_rows(self, target: str, work: Path, with_ack: bool) -> None:
+        self._token = self._login_token(target)
+        run = self._runner(target, 1, work)
+        probes = self._probes(target)
+        accounts = tuple(self._accounts)
+        revoke = WorkloadSpec("revoke", accounts=accounts)
+        c = names.CLUSTER
+        if not with_ack:
+            self._record(lambda: run.python(c + names.REVOKE_NO_ACK, revoke, probes["health"]))
+            return
+        valid = WorkloadSpec("validate", token=self._token)
+        refresh = WorkloadSpec("refresh", accounts=accounts)
+        login = WorkloadSpec("login", accounts=accounts)
+        self._record(lambda: run.python(c + names.HEALTH, WorkloadSpec("health"), []))
+        self._record(lambda: run.python(c + names.VALIDATE_VALID, valid, probes["valid"]))
+        self._record(lambda: run.python(c + names.REFRESH, refresh, probes["refresh"]))
+        self._record(lambda: run.python(c + names.LOGIN, login, probes["login"]))
+        self._record(lambda: run.python(c + names.REVOKE, revoke, probes["health"]))
 
     def _record(self, load: Callable[[], LoadResult]) -> None:
         """Run one load as a phase and keep its result as a table row."""

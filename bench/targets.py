@@ -6,6 +6,7 @@ import dataclasses
 
 from bench import results as r
 from bench.results import BenchResults
+from bench.stats import LoadResult
 
 PASS, FAIL, INFO, NOT_RUN = "PASS", "FAIL", "INFO", "NOT RUN"
 
@@ -129,6 +130,7 @@ def evaluate(res: BenchResults, scale_workers: int) -> list[Target]:
             (PASS if rss.growth < 0.05 else FAIL) if rss else NOT_RUN,
         )
     )
+    out += _cluster_targets(res)
     bad = [run for run in res.runs if run.errors or run.wrong]
     errors = sum(run.errors for run in res.runs)
     wrong = sum(run.wrong for run in res.runs)
@@ -140,6 +142,56 @@ def evaluate(res: BenchResults, scale_workers: int) -> list[Target]:
             f"{errors} errors, {wrong} wrong in {len(res.runs)} runs"
             + (f": {where}" if bad else ""),
             PASS if not bad and res.runs else FAIL,
+        )
+    )
+    return out
+
+
+def _cluster_targets(res: BenchResults) -> list[Target]:
+    """Cluster rows against the single-Redis rows of the same run and generator."""
+    out: list[Target] = []
+
+    def pair(name: str) -> tuple[LoadResult | None, LoadResult | None]:
+        return res.find(r.CLUSTER + name, "python"), res.find(name, "python")
+
+    def ratio(cluster: LoadResult | None, single: LoadResult | None) -> float | None:
+        return cluster.rps / single.rps if cluster and single and single.rps else None
+
+    def detail(cluster: LoadResult | None, single: LoadResult | None) -> str:
+        if not cluster or not single:
+            return ""
+        return (
+            f"{cluster.rps:.0f} vs {single.rps:.0f} req/s, "
+            f"p99 {cluster.p99_ms:.2f} vs {single.p99_ms:.2f} ms"
+        )
+
+    for name, goal, limit in (
+        (r.VALIDATE_VALID, ">= 0.95 x single Redis (the view: no round trip)", 0.95),
+        (r.REFRESH, ">= 0.8 x single Redis", 0.8),
+    ):
+        c, s = pair(name)
+        out.append(_ratio_target(f"Cluster {name}", goal, ratio(c, s), limit, True, detail(c, s)))
+    for name in (r.LOGIN, r.REVOKE):
+        c, s = pair(name)
+        value = ratio(c, s)
+        measured = f"{value:.2f}x ({detail(c, s)})" if value is not None else "not measured"
+        status = INFO if value is not None else NOT_RUN
+        out.append(Target(f"Cluster {name}", "recorded, not a target", measured, status))
+    acked = res.find(r.CLUSTER + r.REVOKE, "python")
+    bare = res.find(r.CLUSTER + r.REVOKE_NO_ACK, "python")
+    value = ratio(acked, bare)
+    measured = (
+        f"{value:.2f}x ({acked.rps:.0f} vs {bare.rps:.0f} req/s, "
+        f"p99 {acked.p99_ms:.2f} vs {bare.p99_ms:.2f} ms)"
+        if value is not None and acked and bare
+        else "not measured"
+    )
+    out.append(
+        Target(
+            "Cluster Revoke: replica ack cost",
+            "recorded: WAIT 1 vs none",
+            measured,
+            INFO if value is not None else NOT_RUN,
         )
     )
     return out

@@ -34,7 +34,7 @@ class WorkloadSpec:
     """A picklable workload description.
 
     Attributes:
-        kind: "health", "validate", "refresh", "login" or "mixed".
+        kind: "health", "validate", "refresh", "login", "revoke" or "mixed".
         token: The access token of "validate".
         expect_valid: What "validate" must answer; expect_reason: the reason when invalid.
         accounts: Accounts to log in with; slots are spread over them round robin, so that
@@ -149,6 +149,27 @@ class RefreshLoad(_Stubs):
         return "Refresh", right and reply.session_id == self._sid[slot]
 
 
+class RevokeLoad(_Stubs):
+    """Revoke (TOKEN) of the slot's access token, again and again: each one is a full
+    revocation (the script writes, publishes and, with replicas, waits for their ack)."""
+
+    def __init__(self, channel: grpc.aio.Channel, spec: WorkloadSpec, slot_base: int) -> None:
+        super().__init__(channel, spec, slot_base)
+        self._access: dict[int, str] = {}
+
+    async def setup(self, slot: int) -> None:
+        self._access[slot] = (await self.login(slot)).access_token
+
+    recover = setup
+
+    async def call(self, slot: int) -> tuple[str, bool]:
+        request = auth_pb2.RevokeRequest(
+            token=self._access[slot], scope=auth_pb2.REVOKE_SCOPE_TOKEN
+        )
+        await self.auth.Revoke(request, timeout=CALL_TIMEOUT)
+        return "Revoke", True
+
+
 @dataclasses.dataclass
 class _Session:
     access: str
@@ -206,6 +227,7 @@ _KINDS: dict[str, type[_Stubs]] = {
     "validate": ValidateLoad,
     "login": LoginLoad,
     "refresh": RefreshLoad,
+    "revoke": RevokeLoad,
     "mixed": MixedLoad,
 }
 
