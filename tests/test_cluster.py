@@ -34,7 +34,7 @@ def names_on_every_master(cluster: ClusterDeployment, prefix: str) -> dict[int, 
 
 
 def pair(factory: HarnessFactory, cluster: ClusterDeployment, **overrides: Any) -> list[Harness]:
-    a = factory(redis_url=cluster.url, **overrides)
+    a = factory(redis_url=cluster.url, data_dir=cluster.data_dir, **overrides)
     b = factory(shared_with=a, **overrides)
     for h in (a, b):
         h.run(h.view.wait_until(live=True))
@@ -106,12 +106,10 @@ def test_revocations_reach_the_other_instance_at_once(
         assert denied.value.code() is grpc.StatusCode.PERMISSION_DENIED
 
 
-def test_user_list_sees_the_accounts_of_every_node(
-    redis_cluster: ClusterDeployment, tmp_path: object
-) -> None:
+def test_user_list_sees_the_accounts_of_every_node(redis_cluster: ClusterDeployment) -> None:
     names = names_on_every_master(redis_cluster, "listed")
     env = env_without_authsvc_settings(
-        AUTHSVC_REDIS_URL=redis_cluster.url, AUTHSVC_DATA_DIR=str(tmp_path)
+        AUTHSVC_REDIS_URL=redis_cluster.url, AUTHSVC_DATA_DIR=str(redis_cluster.data_dir)
     )
     for name in names.values():
         subprocess.run(

@@ -14,7 +14,7 @@ from tests.topologies import SentinelDeployment
 
 
 def pair(factory: HarnessFactory, group: SentinelDeployment) -> list[Harness]:
-    a = factory(redis_url=group.url)
+    a = factory(redis_url=group.url, data_dir=group.data_dir)
     b = factory(shared_with=a)
     for h in (a, b):
         h.run(h.view.wait_until(live=True))

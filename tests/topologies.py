@@ -54,6 +54,8 @@ class ClusterDeployment:
     """A Redis Cluster of `masters` masters with one replica each, AOF on every node."""
 
     def __init__(self, workdir: Path, masters: int = 3) -> None:
+        self.data_dir = workdir / "authsvc-data"
+        """The data directory (key-encryption key) every authsvc on this cluster shares."""
         self.nodes: list[RedisProcess] = []
         for i in range(2 * masters):
             node_dir, port = workdir / f"node{i}", free_cluster_port()
@@ -183,6 +185,8 @@ class SentinelDeployment:
     """One master, `replicas` replicas and three sentinels (quorum 2), AOF everywhere."""
 
     def __init__(self, workdir: Path, replicas: int = 2, sentinels: int = 3) -> None:
+        self.data_dir = workdir / "authsvc-data"
+        """The data directory (key-encryption key) every authsvc on this group shares."""
         self.master = RedisProcess(workdir / "r0", args=_FAST_SYNC)
         self.data_nodes = [self.master]
         for i in range(replicas):
