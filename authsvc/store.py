@@ -305,13 +305,17 @@ def _store_call(func: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, A
 
     @functools.wraps(func)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        store = args[0]
+        budget = store.call_budget if isinstance(store, RedisStore) else None
         try:
-            return await func(*args, **kwargs)
+            # However many retries, redirects and topology refreshes a failover causes, the
+            # caller gets an answer (UNAVAILABLE at worst) within the budget.
+            async with asyncio.timeout(budget):
+                return await func(*args, **kwargs)
         except ReplicationNotConfirmed as exc:
             log.warning("write not confirmed by replicas: %s", exc, extra={"event": "no_ack"})
             raise StoreUnavailable("token store could not confirm the write; retry") from exc
-        except UNAVAILABLE_ERRORS as exc:
-            store = args[0]
+        except UNAVAILABLE_ERRORS as exc:  # TimeoutError (the budget) is an OSError
             if isinstance(store, RedisStore):
                 store.telemetry.store_failed(func.__name__, _error_kind(exc))
                 await store.drop_idle_connections()
@@ -340,6 +344,8 @@ class RedisStore:
         min_replicas_ack: replicas that must acknowledge a write taking power away;
             None: 1 when the deployment has replicas, else 0 (decided at first use).
         ack_timeout: how long `WAIT` waits for them, in seconds.
+        call_budget: the most seconds one store operation may take, retries included;
+            None: no limit.
     """
 
     def __init__(
@@ -348,7 +354,9 @@ class RedisStore:
         retries: int = 2,
         min_replicas_ack: int | None = None,
         ack_timeout: float = 1.0,
+        call_budget: float | None = None,
     ) -> None:
+        self.call_budget = call_budget
         self._conn = conn
         self._r = conn.client
         self._retries = retries
@@ -390,10 +398,12 @@ class RedisStore:
         redis-py's own retry is off: it would replay non-idempotent scripts (a rotation
         replayed after a timeout would look like token reuse). Idempotent reads and
         revocations are retried here instead, with jittered exponential backoff. WAIT
-        waits at most half the socket timeout, so its answer always arrives in time.
+        waits at most half the socket timeout, so its answer always arrives in time; one
+        operation takes at most two socket timeouts and a connect timeout in all.
         """
         conn = RedisConnection(url, ClientOptions(socket_timeout, connect_timeout, pool_size))
-        return cls(conn, retries, min_replicas_ack, ack_timeout=socket_timeout / 2)
+        budget = 2 * socket_timeout + connect_timeout
+        return cls(conn, retries, min_replicas_ack, socket_timeout / 2, budget)
 
     @property
     def topology(self) -> Topology:
