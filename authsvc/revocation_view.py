@@ -106,6 +106,7 @@ class _FeedProtocol(asyncio.Protocol):
         while (reply := self._reader.gets()) is not False:
             self.heard = time.monotonic()
             self._on_reply(reply)
+        self._view._feed_heard()
 
     def _on_reply(self, reply: Any) -> None:
         if isinstance(reply, list) and reply:
@@ -258,6 +259,10 @@ class RevocationView:
             self.telemetry.revocation_feed(True)
             self._announce()
 
+    def _feed_heard(self) -> None:
+        if self._live:
+            self._heard = min(f.heard for f in self._feeds)
+
     def _feed_refused(self, why: str) -> None:
         log.warning("revocation feed refused: %s", why)
         self._set_dead()
@@ -319,6 +324,8 @@ class RevocationView:
                 backoff = 0.05
             except (OSError, TimeoutError, FeedRefused) as exc:
                 log.debug("revocation feed: %s", exc)
+            except Exception:  # never let the follower die: the view would stay dead
+                log.exception("revocation feed failed; starting over")
             finally:
                 for feed in self._feeds:
                     if feed.transport is not None:
@@ -399,8 +406,10 @@ class RevocationView:
             feeds = await asyncio.gather(*(self._connect(s) for s in sources))
         poller = select.poll()
         for feed in feeds:
-            assert feed.transport is not None
-            poller.register(feed.transport.get_extra_info("socket").fileno(), select.POLLIN)
+            sock = feed.transport.get_extra_info("socket") if feed.transport else None
+            if sock is None:  # closed already (e.g. the node died just now)
+                raise OSError("feed connection closed")
+            poller.register(sock.fileno(), select.POLLIN)
         self._poll = poller
         topology = self._target.topology
         for feed, source in zip(feeds, sources, strict=True):
@@ -421,8 +430,6 @@ class RevocationView:
             )
             if done or any(f.refused for f in feeds):
                 return
-            if self._live:
-                self._heard = min(f.heard for f in feeds)
             for i, feed in enumerate(feeds):
                 if feed.heard != heard[i]:
                     pinged.discard(i)

@@ -314,6 +314,8 @@ def _store_call(func: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, A
                 return await func(*args, **kwargs)
         except ReplicationNotConfirmed as exc:
             log.warning("write not confirmed by replicas: %s", exc, extra={"event": "no_ack"})
+            if isinstance(store, RedisStore):
+                store.telemetry.store_failed(func.__name__, StoreErrorKind.TIMEOUT)
             raise StoreUnavailable("token store could not confirm the write; retry") from exc
         except UNAVAILABLE_ERRORS as exc:  # TimeoutError (the budget) is an OSError
             if isinstance(store, RedisStore):
@@ -323,9 +325,10 @@ def _store_call(func: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, A
         except AttributeError as exc:
             if not closed_under_us(exc):
                 raise
+            if isinstance(store, RedisStore):
+                store.telemetry.store_failed(func.__name__, StoreErrorKind.CONNECTION)
             raise StoreUnavailable() from exc
         except redis.exceptions.RedisError as exc:  # LOADING, OOM, ...
-            store = args[0]
             if isinstance(store, RedisStore):
                 store.telemetry.store_failed(func.__name__, StoreErrorKind.SERVER)
             raise StoreUnavailable(f"token store error: {type(exc).__name__}") from exc

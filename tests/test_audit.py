@@ -19,12 +19,11 @@ from authsvc import events
 from authsvc.audit import audit_record, current_os_user
 from authsvc.config import load_settings
 from authsvc.errors import ConfigError
+from authsvc.redis_process import RedisProcess, free_port
 from tests.harness import (
     AUTHSVC_BIN,
     Harness,
-    RedisProcess,
     env_without_authsvc_settings,
-    free_port,
 )
 
 ALICE_PW = "alice-Secret-pw-1"

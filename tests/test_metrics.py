@@ -24,13 +24,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from authsvc.metrics import Metrics
 from authsvc.passwords import PasswordHasher
+from authsvc.redis_process import RedisProcess, free_port
 from tests.harness import (
     AUTHSVC_BIN,
     Harness,
     HarnessFactory,
-    RedisProcess,
     env_without_authsvc_settings,
-    free_port,
 )
 
 PASSWORD = "correct horse battery staple"
