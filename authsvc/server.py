@@ -39,6 +39,7 @@ from authsvc.passwords import PasswordHasher
 from authsvc.revocation_view import RevocationView
 from authsvc.rpc import AuthServicer
 from authsvc.rpc_admin import AdminServicer
+from authsvc.rpc_decoding import DecodeGuard
 from authsvc.sealing import load_kek
 from authsvc.service import AuthService
 from authsvc.store import RedisStore
@@ -196,7 +197,8 @@ class AuthServer:
         self._monitor: asyncio.Task[None] | None = None
         self._key_follower: asyncio.Task[None] | None = None
         self._server = grpc.aio.server(
-            interceptors=list(interceptors),
+            # The decode guard goes last: it wraps the handlers the server registered.
+            interceptors=[*interceptors, DecodeGuard()],
             options=[
                 ("grpc.so_reuseport", 1 if reuse_port else 0),
                 ("grpc.max_receive_message_length", 64 * 1024),

@@ -11,8 +11,11 @@ Following RFC 8725 and RFC 9068:
 * headers that extend processing or bring their own key (`FORBIDDEN_HEADERS`) are refused:
   keys come only from authsvc's key set, which the token names by `kid`;
 * every claim of `REQUIRED_CLAIMS` is present; `iss` matches exactly; `aud` holds an
-  accepted audience; `exp`, `nbf` and `iat` are integers; `sub`, `jti` and `sid` are
-  non-empty strings; `scope` and `client_id`, if present, are strings;
+  accepted audience; `exp`, `nbf` and `iat` are integers in [0, `MAX_TIME`]; `sub`, `jti`
+  and `sid` are non-empty strings; `scope` and `client_id`, if present, are strings; no
+  string claim holds a lone surrogate (JSON's `"\ud800"`): a correctly signed token (a
+  sibling instance, a leaked key) may hold anything JSON can, and such values fit no
+  protobuf field, Redis key or log line;
 * times are checked against a given `now`, with a leeway, by `check_times`, apart from
   the signature: a verifier may remember a verified token but checks its times every use.
 
@@ -49,6 +52,10 @@ REQUIRED_CLAIMS = ("exp", "iat", "nbf", "iss", "sub", "jti", "sid", "aud")
 
 MAX_TOKEN_LENGTH = 8192
 """Longer tokens are refused before any parsing (authsvc's are a few hundred bytes)."""
+
+MAX_TIME = 253402300799
+"""The latest time claim accepted (9999-12-31T23:59:59Z): nothing downstream (int64
+protobuf fields, `datetime`) has to hold a time no clock will show."""
 
 REFRESH_PREFIX = "rt1"
 """authsvc's opaque refresh tokens start with this and a dot; they are never access tokens."""
@@ -162,6 +169,8 @@ def _check_claim_types(payload: dict[str, Any]) -> None:
         value = payload[name]
         if isinstance(value, bool) or not isinstance(value, int):
             raise BrokenRule(Invalid.MALFORMED, f"claim {name!r} is not an integer")
+        if not 0 <= value <= MAX_TIME:
+            raise BrokenRule(Invalid.MALFORMED, f"claim {name!r} is out of range")
     for name in ("sub", "jti", "sid"):
         value = payload[name]
         if not isinstance(value, str) or not value:
@@ -169,6 +178,22 @@ def _check_claim_types(payload: dict[str, Any]) -> None:
     for name in ("scope", "client_id"):
         if not isinstance(payload.get(name, ""), str):
             raise BrokenRule(Invalid.MALFORMED, f"claim {name!r} is not a string")
+    aud = payload["aud"]
+    texts = [payload[name] for name in ("iss", "sub", "jti", "sid")]
+    texts += [payload.get("scope", ""), payload.get("client_id", "")]
+    texts += [aud] if isinstance(aud, str) else list(aud) if isinstance(aud, list) else []
+    for text in texts:
+        if isinstance(text, str) and not _is_unicode(text):
+            raise BrokenRule(Invalid.MALFORMED, "a claim is not valid Unicode")
+
+
+def _is_unicode(text: str) -> bool:
+    """False when `text` holds a lone surrogate (it cannot be encoded as UTF-8)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def check_times(
