@@ -8,7 +8,9 @@
     ├── InvalidRefreshToken    unknown, expired, rotated, revoked or wrong-type refresh token
     ├── ScopeNotAllowed        scopes asked for that the account may not have
     ├── AudienceNotAllowed     an audience the account may not have tokens for
-    ├── LoginThrottled         too many failed logins; carries retry_after seconds
+    ├── RetryLater             refused for now; carries retry_after seconds
+    │   ├── LoginThrottled     too many failed logins (per name, per source or in all)
+    │   └── LoginBusy          the password-check queue is full for this caller
     ├── StoreUnavailable       Redis cannot be reached or timed out
     ├── AccountError           admin operations on accounts and sessions (a base class)
     │   ├── AccountExists      the name is taken
@@ -67,12 +69,27 @@ class AudienceNotAllowed(AuthsvcError):
     message = "the requested audience is not allowed for this account"
 
 
-class LoginThrottled(AuthsvcError):
-    """Raised when an account is throttled after repeated failed logins."""
+class RetryLater(AuthsvcError):
+    """Raised when a request is refused for now; `retry_after` is whole seconds (>= 1)."""
+
+    what = "the service is busy"
 
     def __init__(self, retry_after: float) -> None:
         self.retry_after = max(1, int(retry_after + 0.999))
-        super().__init__(f"too many failed login attempts; retry after {self.retry_after} seconds")
+        super().__init__(f"{self.what}; retry after {self.retry_after} seconds")
+
+
+class LoginThrottled(RetryLater):
+    """Raised when logins are throttled after repeated failures: of the account name, of
+    the caller's source, or of all logins."""
+
+    what = "too many failed login attempts"
+
+
+class LoginBusy(RetryLater):
+    """Raised when a login cannot get a place among the password checks in time."""
+
+    what = "too many logins in progress"
 
 
 class StoreUnavailable(AuthsvcError):

@@ -21,7 +21,7 @@ STATUS_OF: dict[type[errors.AuthsvcError], grpc.StatusCode] = {
     errors.InvalidRefreshToken: grpc.StatusCode.UNAUTHENTICATED,
     errors.ScopeNotAllowed: grpc.StatusCode.PERMISSION_DENIED,
     errors.AudienceNotAllowed: grpc.StatusCode.PERMISSION_DENIED,
-    errors.LoginThrottled: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.RetryLater: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.StoreUnavailable: grpc.StatusCode.UNAVAILABLE,
     errors.AccountExists: grpc.StatusCode.ALREADY_EXISTS,
     errors.NotFound: grpc.StatusCode.NOT_FOUND,
@@ -56,7 +56,7 @@ def maps_errors(handler: Handler[Req, Resp]) -> Handler[Req, Resp]:
             return await handler(self, request, context)
         except errors.AuthsvcError as exc:
             code = status_for(exc)
-            if isinstance(exc, errors.LoginThrottled):
+            if isinstance(exc, errors.RetryLater):
                 context.set_trailing_metadata((("retry-after", str(exc.retry_after)),))
             if isinstance(exc, errors.StoreUnavailable):
                 on_unavailable = getattr(self, "on_store_unavailable", None)
