@@ -298,6 +298,34 @@ class Settings:
     login_throttle_max_seconds: float = _setting(
         _float_in(0.0, 86400.0), "longest throttle delay", default=900.0
     )
+    login_source_max_failures: int = _setting(
+        _int_in(1, 1_000_000),
+        "failed logins one source (mTLS identity, else peer address) may have at once",
+        default=100,
+    )
+    login_source_window_seconds: float = _setting(
+        _float_in(0.0, 86400.0),
+        "seconds a source's failure budget takes to refill (evenly)",
+        default=600.0,
+    )
+    login_global_max_failures: int = _setting(
+        _int_in(1, 100_000_000),
+        "failed logins all sources together may have at once; then every login waits",
+        default=1000,
+    )
+    login_global_window_seconds: float = _setting(
+        _float_in(0.0, 86400.0), "seconds the global failure budget takes to refill", default=600.0
+    )
+    login_queue_size: int = _setting(
+        _int_in(1, 100_000),
+        "logins admitted to this process's password checks at once (waiting or hashing)",
+        default=64,
+    )
+    login_wait_seconds: float = _setting(
+        _float_in(0.0, 300.0),
+        "longest a login waits for a place its account's or source's attempts in flight hold",
+        default=10.0,
+    )
     health_interval_seconds: float = _setting(
         _float_in(0.0, 60.0), "seconds between Redis health checks and feed PINGs", default=1.0
     )

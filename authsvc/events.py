@@ -30,6 +30,28 @@ class RevokeRefusal(enum.Enum):
     """A refresh token retired past the grace window (or expired, to end all sessions)."""
 
 
+class ThrottleScope(enum.Enum):
+    """Whose failed logins throttled a login."""
+
+    ACCOUNT = "account"
+    """The account name's failures in a row."""
+    SOURCE = "source"
+    """The caller's source (mTLS identity or peer address): password spraying."""
+    GLOBAL = "global"
+    """Every login's failures together: a distributed attack."""
+
+
+class ShedReason(enum.Enum):
+    """Why a login got no place among the password checks (RESOURCE_EXHAUSTED)."""
+
+    QUEUE_FULL = "queue_full"
+    """The queue was full and the caller's source held as many places as any other."""
+    EVICTED = "evicted"
+    """A source holding fewer places took this one's (the newest of the largest holder)."""
+    BUSY = "busy"
+    """Attempts in flight held every place of its account or source for too long."""
+
+
 class RefreshOutcome(enum.Enum):
     """What a Refresh did."""
 
@@ -71,12 +93,24 @@ class LoginFailed(Event):
 
 @dataclasses.dataclass(frozen=True)
 class LoginThrottled(Event):
-    """A login was refused before any password check because of failed attempts."""
+    """A login was refused before any password check because of failed attempts of the
+    account, of the source, or of every login (`scope`)."""
 
     name: ClassVar[str] = "login_throttled"
     account: str
     source: str
     retry_after_seconds: int
+    scope: ThrottleScope = ThrottleScope.ACCOUNT
+
+
+@dataclasses.dataclass(frozen=True)
+class LoginShed(Event):
+    """A login was refused before any password check for want of a place in the queue."""
+
+    name: ClassVar[str] = "login_shed"
+    account: str
+    source: str
+    reason: ShedReason
 
 
 @dataclasses.dataclass(frozen=True)

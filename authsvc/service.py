@@ -26,13 +26,13 @@ from authsvc.errors import (
     InvalidCredentials,
     InvalidInput,
     InvalidRefreshToken,
-    LoginThrottled,
     NotAuthorized,
     ScopeNotAllowed,
     StoreUnavailable,
 )
 from authsvc.grace import GraceAnswer
 from authsvc.keys import KeyProvider
+from authsvc.login_guard import LoginGuard
 from authsvc.names import STORED_NAME_RE, canonical_name
 from authsvc.passwords import MAX_SECRET_BYTES, PasswordHasher
 from authsvc.revocation_view import RevocationView
@@ -191,6 +191,7 @@ class AuthService:
             keys, settings.issuer, settings.allowed_audiences, settings.leeway_seconds
         )
         self.admins = AdminAuthenticator(settings, self._codec, store, clock, keys)
+        self.logins = LoginGuard(settings, store, clock, self._events)
         # What a Refresh mints from: the session's grant (never changes) and its account's
         # scopes and audiences (change when an operator takes privileges away). An instance
         # remembers both, so a steady-state Refresh is one Redis round trip; the rotation
@@ -226,7 +227,7 @@ class AuthService:
         """Check credentials and open a session.
 
         Raises:
-            InvalidInput, InvalidCredentials, LoginThrottled, ScopeNotAllowed,
+            InvalidInput, InvalidCredentials, LoginThrottled, LoginBusy, ScopeNotAllowed,
             AudienceNotAllowed, StoreUnavailable.
         """
         username = await self._store.stored_name(username, validate_name(username))
@@ -234,41 +235,32 @@ class AuthService:
         asked = validate_scopes(scopes)
         audience = self._audience(audience)
         await self._follow_keys()
-        now = self._clock()
-        gate = await self._store.begin_login(
-            username,
-            int(now * 1000),
-            self._s.login_max_failures,
-            int(self._s.login_throttle_base_seconds * 1000),
-            int(self._s.login_throttle_max_seconds * 1000),
-        )
-        if gate.retry_after_ms:
-            throttled = LoginThrottled(gate.retry_after_ms / 1000)
-            self._events.emit(
-                events.LoginThrottled(username, caller.source, throttled.retry_after)
-            )
-            raise throttled
-        account = gate.account
-        ok = await self._hasher.verify_async(account.pwhash if account else None, password)
-        if account is None or not ok or account.disabled:
-            log.info("login failed", extra={"event": "login_failed"})
-            self._events.emit(
-                events.LoginFailed(username, caller.source, events.LoginFailure.BAD_CREDENTIALS)
-            )
-            raise InvalidCredentials()
+        new_hash: str | None = None
+        async with self.logins.attempt(username, caller.source) as attempt:
+            account = attempt.account
+            async with attempt.password_check():
+                ok = await self._hasher.verify_async(account.pwhash if account else None, password)
+                if ok and account is not None and self._hasher.needs_rehash(account.pwhash):
+                    new_hash = await self._hasher.hash_async(password)
+            if account is None or not ok or account.disabled:
+                log.info("login failed", extra={"event": "login_failed"})
+                self._events.emit(
+                    events.LoginFailed(username, caller.source, events.LoginFailure.BAD_CREDENTIALS)
+                )
+                raise InvalidCredentials()
+            attempt.passed()  # the password was right: whatever follows is no failed guess
         granted = asked or account.scopes
         if not set(granted) <= set(account.scopes):
-            await self._store.reset_failures(username)  # the password was right
             self._events.emit(
                 events.LoginFailed(username, caller.source, events.LoginFailure.DENIED_SCOPE)
             )
             raise ScopeNotAllowed("requested scopes are not allowed for this account")
         if audience not in self._audiences_for(account.audiences):
-            await self._store.reset_failures(username)  # the password was right
             self._events.emit(
                 events.LoginFailed(username, caller.source, events.LoginFailure.DENIED_AUDIENCE)
             )
             raise AudienceNotAllowed()
+        now = self._clock()
         sid = new_session_id()
         refresh = new_refresh_token(username, sid)
         abs_s = int(now) + self._s.session_max_seconds
@@ -302,10 +294,8 @@ class AuthService:
             sid,
             RefreshGrant(SessionRecord(granted, audience, claims.client_id, abs_s), account.limits),
         )
-        if self._hasher.needs_rehash(account.pwhash):
-            await self._store.rehash_password(
-                username, account.pwhash, await self._hasher.hash_async(password)
-            )
+        if new_hash is not None:
+            await self._store.rehash_password(username, account.pwhash, new_hash)
         log.info("login", extra={"event": "login", "sid": sid})
         self._events.emit(events.LoginSucceeded(username, caller.source, sid))
         return IssuedTokens(

@@ -10,6 +10,7 @@ stay in one Redis Cluster slot):
     authsvc:{u:NAME}:user              HASH  kind, pwhash, pwver, disabled, scopes, auds
                                              (allowed audiences), created
     authsvc:{u:NAME}:fails             HASH  n (failed logins in a row), until (throttle, ms)
+    authsvc:{u:NAME}:trying            ZSET  login attempts in flight -> end of their lease (ms)
     authsvc:{u:NAME}:sessions          SET   session ids
     authsvc:signing-keys               HASH  kid -> key record (JSON: alg, sealed private key,
                                              published_ms, activates_ms, by); see keyring.py
@@ -19,6 +20,13 @@ stay in one Redis Cluster slot):
                                              created / refreshed (epoch s, admin listing)
 
     authsvc:{u:NAME}:ack               STRING a fence written right before WAIT (1 s TTL)
+
+Login failure budgets beyond the name's live under their own hash tags (other slots):
+
+    authsvc:{src:DIGEST}:fails         HASH  level (failures not yet forgotten), at (ms)
+    authsvc:{src:DIGEST}:trying        ZSET  attempts in flight of one source (DIGEST: a
+                                             SHA-256 prefix of the source's identity)
+    authsvc:{logins}:fails, :trying          the same for every login (the global budget)
 
 A session hash exists exactly as long as the session is alive (its TTL covers the last
 access token issued in it), so Validate's revocation check is one HMGET.
@@ -36,6 +44,7 @@ import bisect
 import dataclasses
 import enum
 import functools
+import hashlib
 import json
 import logging
 import random
@@ -95,6 +104,11 @@ def user_key(name: str) -> str:
 def fails_key(name: str) -> str:
     """The failed-login counter of `name` (exists for unknown names too)."""
     return f"{_PREFIX}{{u:{name}}}:fails"
+
+
+def trying_key(name: str) -> str:
+    """The login attempts of `name` in flight (counted, not yet settled)."""
+    return f"{_PREFIX}{{u:{name}}}:trying"
 
 
 def sessions_key(name: str) -> str:
@@ -193,12 +207,87 @@ class AccountLimits:
     audiences: tuple[str, ...]
 
 
+class Admission(enum.Enum):
+    """What a failure budget said to one login attempt."""
+
+    OPEN = "ok"
+    """The attempt was counted and holds a place until it is settled."""
+    BUSY = "busy"
+    """Every place is held by attempts in flight: wait for one to settle, then ask again."""
+    THROTTLED = "throttled"
+    """Confirmed failures used the budget up: retry after `retry_after_ms`."""
+
+
+class AttemptOutcome(enum.Enum):
+    """How a counted login attempt ended."""
+
+    PASSED = "passed"
+    """The password was right: the name's count resets, the place is given back."""
+    FAILED = "failed"
+    """The password was checked and wrong (or the result is unknown): one more failure."""
+    ABANDONED = "abandoned"
+    """The password was never checked: the place is given back, nothing is counted."""
+
+
+@dataclasses.dataclass(frozen=True)
+class NameThrottle:
+    """The per-name throttle: after `max_failures` failures in a row, `base_ms` doubling
+    with each further failure up to `max_ms`."""
+
+    max_failures: int
+    base_ms: int
+    max_ms: int
+
+    @property
+    def ttl_ms(self) -> int:
+        """How long a count of failures in a row is kept after the last attempt: an hour,
+        or twice the longest throttle (bounded memory for guesses at made-up names)."""
+        return max(3600 * 1000, 2 * self.max_ms)
+
+
+@dataclasses.dataclass(frozen=True)
+class FailureBudget:
+    """A failure budget beyond the name's: `limit` failures, refilled over `window_ms`."""
+
+    tag: str
+    """The hash tag its keys share (one Redis Cluster slot per budget)."""
+    limit: int
+    window_ms: int
+
+    @classmethod
+    def of_source(cls, source: str, limit: int, window_ms: int) -> FailureBudget:
+        """The budget of one caller identity (hashed: any bytes make a fixed-size key)."""
+        digest = hashlib.sha256(source.encode("utf-8", "replace")).hexdigest()[:32]
+        return cls(f"{{src:{digest}}}", limit, window_ms)
+
+    @classmethod
+    def of_everyone(cls, limit: int, window_ms: int) -> FailureBudget:
+        """The global budget, shared by every login."""
+        return cls("{logins}", limit, window_ms)
+
+    @property
+    def ttl_ms(self) -> int:
+        """Longer than a full budget takes to drain: its keys only collect garbage."""
+        return 2 * self.window_ms + 3600 * 1000
+
+    def keys(self) -> list[str]:
+        """Its failure level and its attempts in flight."""
+        return [f"{_PREFIX}{self.tag}:fails", f"{_PREFIX}{self.tag}:trying"]
+
+
 @dataclasses.dataclass(frozen=True)
 class LoginGate:
-    """Result of counting a login attempt: throttled, or the account (None if unknown)."""
+    """Result of counting a login attempt against its name: when OPEN, the account (None
+    if unknown); when THROTTLED, how long to wait."""
 
-    retry_after_ms: int
-    account: Account | None
+    admission: Admission
+    retry_after_ms: int = 0
+    account: Account | None = None
+
+
+def _admission(res: Sequence[Any]) -> tuple[Admission, int]:
+    admission = Admission(str(res[0]))
+    return admission, int(res[1]) if admission is Admission.THROTTLED else 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -384,6 +473,9 @@ class RedisStore:
         self._update_user = acked(store_scripts.UPDATE_USER_AND_REVOKE)
         self._set_account_field = acked(store_scripts.SET_ACCOUNT_FIELD)
         self._add_signing_key = self._r.register_script(store_scripts.ADD_SIGNING_KEY)
+        self._login_settle = self._r.register_script(store_scripts.LOGIN_SETTLE)
+        self._budget_begin = self._r.register_script(store_scripts.BUDGET_BEGIN)
+        self._budget_settle = self._r.register_script(store_scripts.BUDGET_SETTLE)
 
     @classmethod
     def from_url(
@@ -610,20 +702,29 @@ class RedisStore:
 
     @_store_call
     async def begin_login(
-        self, name: str, now_ms: int, max_failures: int, base_ms: int, max_ms: int
+        self, name: str, attempt: str, now_ms: int, lease_until_ms: int, throttle: NameThrottle
     ) -> LoginGate:
-        # The count of failures "in a row" is forgotten after an hour without attempts (or
-        # twice the longest throttle): bounded memory for guesses at made-up names.
-        """Count a login attempt (before checking the password) and fetch the account."""
+        """Count a login attempt against `name` before its password is checked; when OPEN
+        the attempt holds a place until `settle_login` (or until its lease ends, when it
+        counts as a failure). Not retried: a replay would hold a second place."""
         res = await self._login_begin(
-            keys=[user_key(name), fails_key(name)],
-            args=[now_ms, max_failures, base_ms, max_ms, max(3600 * 1000, 2 * max_ms)],
+            keys=[user_key(name), fails_key(name), trying_key(name)],
+            args=[
+                now_ms,
+                throttle.max_failures,
+                throttle.base_ms,
+                throttle.max_ms,
+                throttle.ttl_ms,
+                attempt,
+                lease_until_ms,
+            ],
         )
-        if res[0] == "throttled":
-            return LoginGate(int(res[1]), None)
+        admission, retry_after_ms = _admission(res)
+        if admission is not Admission.OPEN:
+            return LoginGate(admission, retry_after_ms)
         _, pwhash, disabled, scopes, pwver, kind, auds = res
         if not pwhash:
-            return LoginGate(0, None)
+            return LoginGate(Admission.OPEN)
         account = Account(
             name,
             _account_kind(kind),
@@ -633,12 +734,44 @@ class RedisStore:
             tuple(scopes.split()),
             audiences=tuple(auds.split()),
         )
-        return LoginGate(0, account)
+        return LoginGate(Admission.OPEN, 0, account)
 
     @_store_call
-    async def reset_failures(self, name: str) -> None:
-        """Forget failed logins of `name` (after a correct password)."""
-        await self._idempotent(lambda: self._r.delete(fails_key(name)))
+    async def settle_login(
+        self,
+        name: str,
+        attempt: str,
+        now_ms: int,
+        outcome: AttemptOutcome,
+        throttle: NameThrottle,
+    ) -> None:
+        """End an attempt counted by `begin_login` (idempotent: settled once)."""
+        keys = [fails_key(name), trying_key(name)]
+        args: list[str | int] = [now_ms, attempt, outcome.value, throttle.max_failures]
+        args += [throttle.base_ms, throttle.max_ms, throttle.ttl_ms]
+        await self._idempotent(lambda: self._login_settle(keys=keys, args=args))
+
+    @_store_call
+    async def begin_budget(
+        self, budget: FailureBudget, attempt: str, now_ms: int, lease_until_ms: int
+    ) -> tuple[Admission, int]:
+        """Count a login attempt against a source's or the global budget; returns the
+        admission and, when THROTTLED, the milliseconds to wait. Not retried."""
+        res = await self._budget_begin(
+            keys=budget.keys(),
+            args=[now_ms, budget.limit, budget.window_ms, attempt, lease_until_ms, budget.ttl_ms],
+        )
+        return _admission(res)
+
+    @_store_call
+    async def settle_budget(
+        self, budget: FailureBudget, attempt: str, now_ms: int, outcome: AttemptOutcome
+    ) -> None:
+        """End an attempt counted by `begin_budget` (idempotent: settled once)."""
+        keys = budget.keys()
+        args: list[str | int] = [now_ms, budget.limit, budget.window_ms, attempt]
+        args += [outcome.value, budget.ttl_ms]
+        await self._idempotent(lambda: self._budget_settle(keys=keys, args=args))
 
     @_store_call
     async def finish_login(

@@ -4,8 +4,8 @@ Every script that ends a session or revokes a token also publishes a revocation 
 the same atomic step, which keeps the servers' local revocation views current (see
 `authsvc.revocation_view`): with PUBLISH on one Redis and Sentinel, with SPUBLISH to the
 user's slot's channel on a Cluster (`authsvc.revocation_channels`); `with_publish` sets
-which. Each script touches only the keys of one user (one hash tag), so every script stays
-in one slot of a Redis Cluster.
+which. Each script touches only the keys of one user (one hash tag), or of one login
+failure budget (its own hash tag), so every script stays in one slot of a Redis Cluster.
 
 Times are passed in from the caller's clock (milliseconds or seconds as named), never read
 from Redis, so the logic follows the injected clock; Redis TTLs only collect garbage.
@@ -17,25 +17,146 @@ def with_publish(script: str, command: str) -> str:
     return f"local PUBLISH = '{command}'\n{script}"
 
 
-# KEYS: user, fails. ARGV: now_ms, max_failures, base_ms, max_ms, fails_ttl_ms.
-# Counts the attempt *before* the password is checked, so parallel guesses all count and at
-# most max_failures attempts pass before the throttle; a successful login resets the count.
-LOGIN_BEGIN = """
-local now = tonumber(ARGV[1])
+# Login attempts are counted *before* the password is checked, so parallel guesses all count,
+# and an attempt in flight is kept apart from a confirmed failure: a sorted set of attempt
+# ids (score: the time its lease ends) beside each failure count. An attempt is admitted only
+# while the attempts in flight could all fail without passing the limit; a right password
+# gives its place back at once, a wrong one becomes a failure. So parallel wrong guesses
+# reach the check at most `limit` times, and any number of parallel right ones get through
+# (they wait for places, not for a throttle). An attempt whose lease ends unsettled (its
+# instance died) counts as a failure. Each budget's keys share one hash tag: the per-name
+# scripts stay in the user's slot, a source's or the global budget in their own.
+_ATTEMPTS = """
+local function lapsed_attempts(trying, now)
+  local lost = redis.call('ZCOUNT', trying, '-inf', now)
+  if lost > 0 then redis.call('ZREMRANGEBYSCORE', trying, '-inf', now) end
+  return lost
+end
+"""
+
+# The per-name count of failures in a row: after max_failures the name is throttled for
+# base_ms, doubling with each further failure up to max_ms; a right password resets it.
+_NAME_FAILURES = """
+local function add_name_failures(fails, k, now, maxf, base, maxd, ttl)
+  local n = redis.call('HINCRBY', fails, 'n', k)
+  if n >= maxf then
+    local delay = math.min(base * math.pow(2, n - maxf), maxd)
+    redis.call('HSET', fails, 'until', tostring(math.floor(now + delay)))
+  end
+  redis.call('PEXPIRE', fails, ttl)
+  return n
+end
+"""
+
+# KEYS: user, fails, trying. ARGV: now_ms, max_failures, base_ms, max_ms, fails_ttl_ms,
+# attempt id, lease_until_ms.
+# Returns {'throttled', retry_after_ms} | {'busy'} (every place is held by an attempt in
+# flight: wait for one to settle) | {'ok', pwhash, disabled, scopes, pwver, kind}.
+LOGIN_BEGIN = (
+    _ATTEMPTS
+    + _NAME_FAILURES
+    + """
+local now, maxf = tonumber(ARGV[1]), tonumber(ARGV[2])
+local lost = lapsed_attempts(KEYS[3], now)
+local n = tonumber(redis.call('HGET', KEYS[2], 'n') or '0')
+if lost > 0 then
+  n = add_name_failures(KEYS[2], lost, now, maxf, tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5])
+end
 local until_ms = tonumber(redis.call('HGET', KEYS[2], 'until') or '0')
 if until_ms > now then
   return {'throttled', tostring(until_ms - now)}
 end
-local n = redis.call('HINCRBY', KEYS[2], 'n', 1)
-local maxf = tonumber(ARGV[2])
-if n >= maxf then
-  local delay = math.min(tonumber(ARGV[3]) * math.pow(2, n - maxf), tonumber(ARGV[4]))
-  redis.call('HSET', KEYS[2], 'until', tostring(math.floor(now + delay)))
+-- Once a throttle has lapsed, one attempt at a time: its failure throttles again (longer).
+if redis.call('ZCARD', KEYS[3]) >= math.max(maxf - n, 1) then
+  return {'busy'}
 end
+redis.call('ZADD', KEYS[3], ARGV[7], ARGV[6])
+redis.call('PEXPIRE', KEYS[3], ARGV[5])
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
 local u = redis.call('HMGET', KEYS[1], 'pwhash', 'disabled', 'scopes', 'pwver', 'kind', 'auds')
 return {'ok', u[1] or '', u[2] or '', u[3] or '', u[4] or '', u[5] or '', u[6] or ''}
 """
+)
+
+# KEYS: fails, trying. ARGV: now_ms, attempt id, outcome ('passed' | 'failed' |
+# 'abandoned'), max_failures, base_ms, max_ms, fails_ttl_ms.
+# 'passed' resets the failure count; 'failed' adds one unless the lease had already lapsed
+# (then it was counted then); 'abandoned' (never checked) only gives the place back.
+LOGIN_SETTLE = (
+    _NAME_FAILURES
+    + """
+local held = redis.call('ZREM', KEYS[2], ARGV[2])
+if ARGV[3] == 'passed' then
+  redis.call('DEL', KEYS[1])
+elseif ARGV[3] == 'failed' and held == 1 then
+  add_name_failures(KEYS[1], 1, tonumber(ARGV[1]), tonumber(ARGV[4]), tonumber(ARGV[5]),
+    tonumber(ARGV[6]), ARGV[7])
+end
+return held
+"""
+)
+
+# A budget of failures that refills continuously (a leaky bucket): `limit` failures at
+# once, then one more each window/limit. `level` is the failures not yet forgotten as of
+# `at` (ms); a right password does not lower it (a caller holding one good account must not
+# be able to reset the budget between guesses); it only gives its attempt's place back.
+_BUDGET_LEVEL = """
+local function budget_level(fails, now, rate)
+  local b = redis.call('HMGET', fails, 'level', 'at')
+  local level, at = tonumber(b[1]) or 0, tonumber(b[2]) or now
+  if now > at then
+    level = math.max(0, level - (now - at) * rate)
+    at = now
+  end
+  return level, at
+end
+local function store_budget_level(fails, level, at, ttl)
+  redis.call('HSET', fails, 'level', tostring(level), 'at', tostring(at))
+  redis.call('PEXPIRE', fails, ttl)
+end
+"""
+
+# KEYS: fails, trying. ARGV: now_ms, limit, window_ms, attempt id, lease_until_ms, ttl_ms.
+# Returns {'throttled', retry_after_ms} | {'busy'} | {'ok'}.
+BUDGET_BEGIN = (
+    _ATTEMPTS
+    + _BUDGET_LEVEL
+    + """
+local now, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
+local rate = limit / tonumber(ARGV[3])
+local level, at = budget_level(KEYS[1], now, rate)
+local lost = lapsed_attempts(KEYS[2], now)
+if lost > 0 then
+  level = level + lost
+  store_budget_level(KEYS[1], level, at, ARGV[6])
+end
+if level + 1 > limit then
+  return {'throttled', tostring(math.ceil((level + 1 - limit) / rate))}
+end
+if level + redis.call('ZCARD', KEYS[2]) + 1 > limit then
+  return {'busy'}
+end
+redis.call('ZADD', KEYS[2], ARGV[5], ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[6])
+return {'ok'}
+"""
+)
+
+# KEYS: fails, trying. ARGV: now_ms, limit, window_ms, attempt id, outcome, ttl_ms.
+# A 'failed' attempt adds one to the level (unless its lease had lapsed and it was counted
+# then); 'passed' and 'abandoned' only give the place back.
+BUDGET_SETTLE = (
+    _BUDGET_LEVEL
+    + """
+local held = redis.call('ZREM', KEYS[2], ARGV[4])
+if ARGV[5] == 'failed' and held == 1 then
+  local now = tonumber(ARGV[1])
+  local level, at = budget_level(KEYS[1], now, tonumber(ARGV[2]) / tonumber(ARGV[3]))
+  store_budget_level(KEYS[1], level + 1, at, ARGV[6])
+end
+return held
+"""
+)
 
 # KEYS: user, fails, sessions, session. ARGV: pwver, digest, exp_s, abs_s, scope, aud, cid,
 # ttl_ms, sid, now_s (the session's `created`, for the admin API). Creates the session only

@@ -64,6 +64,12 @@ EXAMPLES: dict[str, tuple[str, Any, str | None]] = {
     "login_max_failures": ("5", 5, "0"),
     "login_throttle_base_seconds": ("0.25", 0.25, "0"),
     "login_throttle_max_seconds": ("60", 60.0, "inf"),
+    "login_source_max_failures": ("20", 20, "0"),
+    "login_source_window_seconds": ("60", 60.0, "0"),
+    "login_global_max_failures": ("5000", 5000, "0"),
+    "login_global_window_seconds": ("3600", 3600.0, "-5"),
+    "login_queue_size": ("8", 8, "0"),
+    "login_wait_seconds": ("0.5", 0.5, "0"),
     "health_interval_seconds": ("0.2", 0.2, "0"),
     "revocation_view": ("false", False, "maybe"),
     "workers": ("4", 4, "0"),
@@ -149,6 +155,9 @@ def test_defaults() -> None:
     assert (s.access_ttl_seconds, s.refresh_ttl_seconds) == (900, 14 * 24 * 3600)
     assert s.refresh_grace_seconds == 10 and s.signing_alg == "EdDSA"
     assert (s.argon2_memory_kib, s.argon2_time_cost, s.argon2_parallelism) == (19456, 2, 1)
+    assert (s.login_source_max_failures, s.login_source_window_seconds) == (100, 600.0)
+    assert (s.login_global_max_failures, s.login_global_window_seconds) == (1000, 600.0)
+    assert (s.login_queue_size, s.login_wait_seconds) == (64, 10.0)
 
 
 def test_env_then_flags() -> None:
@@ -194,7 +203,9 @@ def test_settings_are_immutable() -> None:
 @pytest.mark.parametrize(
     "name",
     ["AUTHSVC_HEALTH_INTERVAL_SECONDS", "AUTHSVC_LOGIN_THROTTLE_BASE_SECONDS",
-     "AUTHSVC_REDIS_SOCKET_TIMEOUT"],
+     "AUTHSVC_REDIS_SOCKET_TIMEOUT", "AUTHSVC_LOGIN_SOURCE_MAX_FAILURES",
+     "AUTHSVC_LOGIN_GLOBAL_MAX_FAILURES", "AUTHSVC_LOGIN_SOURCE_WINDOW_SECONDS",
+     "AUTHSVC_LOGIN_GLOBAL_WINDOW_SECONDS", "AUTHSVC_LOGIN_QUEUE_SIZE"],
 )  # fmt: skip
 def test_zero_is_refused_where_it_would_disable_a_safeguard(name: str) -> None:
     with pytest.raises(ConfigError, match=name):
