@@ -50,9 +50,9 @@ def sheds(h: Harness) -> list[events.LoginShed]:
     return [e for e in h.events.events if isinstance(e, events.LoginShed)]
 
 
-def in_parallel(n: int, call: Callable[[int], tuple[grpc.StatusCode, str]]) -> list[
-    tuple[grpc.StatusCode, str]
-]:
+def in_parallel(
+    n: int, call: Callable[[int], tuple[grpc.StatusCode, str]]
+) -> list[tuple[grpc.StatusCode, str]]:
     with ThreadPoolExecutor(max_workers=n) as pool:
         return list(pool.map(call, range(n)))
 
