@@ -56,7 +56,6 @@ ATTEMPT_LEASE_SECONDS = 60.0
 _FIRST_PAUSE = 0.02
 _LONGEST_PAUSE = 0.5
 _THROTTLES_REMEMBERED = 10_000
-_WAKEUPS_KEPT = 10_000
 _BUSY_RETRY_AFTER = 1.0
 
 
@@ -136,7 +135,7 @@ class LoginGuard:
             settings.login_global_max_failures, int(settings.login_global_window_seconds * 1000)
         )
         self._wait_seconds = settings.login_wait_seconds
-        self._wakeups: dict[str, asyncio.Event] = {}
+        self._waiting: dict[str, collections.deque[asyncio.Future[None]]] = {}
         self._throttled: collections.OrderedDict[tuple[ThrottleScope, str], float] = (
             collections.OrderedDict()
         )
@@ -168,23 +167,59 @@ class LoginGuard:
         deadline = loop.time() + self._wait_seconds
         pause = _FIRST_PAUSE
         budget = FailureBudget.of_source(source, self._source_limit, self._source_window_ms)
+        woken_for: str | None = None
         while True:
             if ticket.evicted:
                 self._shed(name, source, ShedReason.EVICTED)
                 raise LoginBusy(_BUSY_RETRY_AFTER)
-            counted = await self._count(name, source, budget, ticket)
+            try:
+                counted = await self._count(name, source, budget, ticket)
+            except LoginThrottled:
+                # Everyone waiting for a place in these budgets learns of the throttle now.
+                for key in (_name_key(name), budget.tag, self._everyone.tag):
+                    self._wake(key, everyone=True)
+                raise
             if isinstance(counted, Attempt):
                 return counted
+            if woken_for is not None and woken_for != counted:
+                self._wake(woken_for)  # the place it was woken for is free: pass it on
             remaining = deadline - loop.time()
             if remaining <= 0:
                 self._shed(name, source, ShedReason.BUSY)
                 raise LoginBusy(_BUSY_RETRY_AFTER)
-            if len(self._wakeups) > _WAKEUPS_KEPT:  # keys only other processes settled
-                self._wakeups.clear()  # their waiters still poll
-            wakeup = self._wakeups.setdefault(counted, asyncio.Event())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wakeup.wait(), min(pause, remaining))
+            woken = await self._wait_for_place(counted, min(pause, remaining))
+            woken_for = counted if woken else None
             pause = min(2 * pause, _LONGEST_PAUSE)
+
+    async def _wait_for_place(self, key: str, timeout: float) -> bool:
+        """Wait until an attempt in budget `key` settles in this process (True), or for
+        `timeout` (False: attempts of other processes settle unseen, so poll)."""
+        waiters = self._waiting.setdefault(key, collections.deque())
+        place = asyncio.get_running_loop().create_future()
+        waiters.append(place)
+        try:
+            await asyncio.wait_for(place, timeout)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            if not place.done() or place.cancelled():
+                with contextlib.suppress(ValueError):
+                    waiters.remove(place)
+            if not waiters and self._waiting.get(key) is waiters:
+                del self._waiting[key]
+
+    def _wake(self, key: str, everyone: bool = False) -> None:
+        """Wake the longest waiter for a place in `key` (or all of them)."""
+        waiters = self._waiting.get(key)
+        while waiters:
+            place = waiters.popleft()
+            if not place.done():
+                place.set_result(None)
+                if not everyone:
+                    break
+        if waiters is not None and not waiters:
+            del self._waiting[key]
 
     async def _count(
         self, name: str, source: str, budget: FailureBudget, ticket: Ticket
@@ -243,7 +278,7 @@ class LoginGuard:
         with_name: bool,
     ) -> None:
         """Settle the attempt in every budget it holds, even if the caller is cancelled
-        meanwhile; then wake the logins waiting for a place in them. A Redis failure here
+        meanwhile; then wake the longest waiter for a place in each. A Redis failure here
         is logged: the places' leases end, counting the attempt as a failure."""
         now_ms = int(self._clock() * 1000)
         steps: list[Coroutine[Any, Any, None]] = [
@@ -269,10 +304,10 @@ class LoginGuard:
                 log.warning("login attempt not settled", extra={"event": "settle_failed"})
             elif isinstance(result, BaseException):
                 raise result
+        # One place came free (or, after a failure, a throttle may have started): the
+        # longest waiter looks; a herd would only cost a round trip each.
         for key in keys:
-            wakeup = self._wakeups.pop(key, None)
-            if wakeup is not None:
-                wakeup.set()
+            self._wake(key)
 
     def _refuse_if_remembered(self, name: str, source: str, now: float) -> None:
         for scope, key in (
