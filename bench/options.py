@@ -22,6 +22,7 @@ class Options:
     h2_clients: int
     py_processes: int
     login_concurrency: int
+    flood_concurrency: int
     scale_workers: int
     rss_calls: int
     session_logins: int
@@ -62,6 +63,12 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=20,
         help="Logins in flight during the Validate p99 run (20)",
+    )
+    p.add_argument(
+        "--flood-concurrency",
+        type=int,
+        default=32,
+        help="bad Logins in flight from one source during the flood runs; 0 skips them (32)",
     )
     p.add_argument(
         "--workers",
@@ -129,6 +136,7 @@ def parse(argv: Sequence[str] | None = None) -> Options:
         h2_clients=args.h2_clients,
         py_processes=args.py_processes,
         login_concurrency=args.login_concurrency,
+        flood_concurrency=args.flood_concurrency,
         scale_workers=args.scale_workers,
         rss_calls=int(pick(args.rss_calls, 1_000_000, 50_000)),
         session_logins=int(pick(args.session_logins, 200, 40)),

@@ -161,13 +161,14 @@ def _merge(job: PyJob, workers: int, reports: list[dict[str, Any]]) -> LoadResul
         for op, values in report["latencies"].items():
             latencies[op].extend(values)
     ops: dict[str, dict[str, Any]] = {}
+    expected = job.spec.expect_codes
     for op in sorted(codes):
         p50, p99 = latency_summary(latencies[op])
         n = sum(codes[op].values())
         ops[op] = {
             "requests": n,
             "rps": round(n / job.duration, 1),
-            "errors": n - codes[op]["OK"],
+            "errors": n - sum(codes[op][c] for c in expected),
             "wrong": wrong[op],
             "p50_ms": p50,
             "p99_ms": p99,
@@ -186,7 +187,7 @@ def _merge(job: PyJob, workers: int, reports: list[dict[str, Any]]) -> LoadResul
         concurrency=job.processes * job.concurrency,
         seconds=job.duration,
         requests=requests,
-        errors=requests - total_codes["OK"],
+        errors=requests - sum(total_codes[c] for c in expected),
         wrong=sum(wrong.values()),
         p50_ms=p50,
         p99_ms=p99,

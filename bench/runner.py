@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import re
@@ -52,6 +53,12 @@ class Runner:
         self.duration = duration
         self.warmup = warmup
         self.say = say
+
+    def aimed_at(self, target: str) -> Runner:
+        """This runner with another address (the same server through a relay)."""
+        other = copy.copy(self)
+        other.target = target
+        return other
 
     def constant(
         self, name: str, h2: H2Target, spec: WorkloadSpec, probes: list[Probe]

@@ -6,6 +6,7 @@ always comes out (its targets then say NOT RUN or FAIL).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import os
 import platform
@@ -48,6 +49,7 @@ from bench.results import BenchResults, RssGrowth
 from bench.runner import H2Target, Runner, summary
 from bench.stats import LoadResult, combined
 from bench.workloads import Account, WorkloadSpec
+from tests.relay import SourceRelay
 from tests.topologies import ClusterDeployment
 
 SCOPES = "read,write"
@@ -65,6 +67,36 @@ def tamper(token: str) -> str:
     return f"{head}.{sig[:i]}{'A' if sig[i] != 'A' else 'B'}{sig[i + 1 :]}"
 
 
+@dataclasses.dataclass
+class _Background:
+    """A Python-generator load run in a thread while another run is measured."""
+
+    label: str
+    run: Runner
+    spec: WorkloadSpec
+    concurrency: int
+    started: threading.Event = dataclasses.field(default_factory=threading.Event)
+    result: LoadResult | None = None
+    failed: list[Exception] = dataclasses.field(default_factory=list)
+
+    def drive(self) -> None:
+        """Run for longer than the measured run (warm-up included); sets `started` when
+        its own measured window begins."""
+        try:
+            self.result = self.run.python(
+                self.label,
+                self.spec,
+                [],
+                processes=1,
+                concurrency=self.concurrency,
+                started=self.started,
+                duration=self.run.duration + self.run.warmup + 5,
+            )
+        except Exception as exc:
+            self.failed.append(exc)
+            self.started.set()
+
+
 class Bench:
     """One run of the bench; `run()` returns every figure."""
 
@@ -76,6 +108,8 @@ class Bench:
         self._accounts: list[Account] = []
         self._token = ""
         self._h2: str | None = None
+        self._target = ""
+        self._relays: dict[str, SourceRelay] = {}
 
     def run(self) -> BenchResults:
         """Run every phase; always tears down what it started."""
@@ -110,6 +144,9 @@ class Bench:
         try:
             self._single_process(server, redis, work)
         finally:
+            for relay in self._relays.values():
+                relay.close()
+            self._relays.clear()
             server.stop()
         self._phase("metrics cost", lambda: self._metrics_cost(env, work))
         if self.opts.scale_workers > 1:
@@ -181,7 +218,7 @@ class Bench:
         }
 
     def _single_process(self, server: ServerProcess, redis: RedisServer, work: Path) -> None:
-        target = server.target
+        target = self._target = server.target
         self._token = self._login_token(target)
         run = self._runner(target, 1, work)
         probes = self._probes(target)
@@ -201,6 +238,10 @@ class Bench:
         self._record(
             lambda: self._validate_with_logins(run, valid_h2, valid, probes["valid"], accounts)
         )
+        if self.opts.flood_concurrency:
+            self._record(
+                lambda: self._validate_with_flood(run, valid_h2, valid, probes["valid"], accounts)
+            )
         self._record(
             lambda: run.constant(names.VALIDATE_INVALID, invalid_h2, invalid, probes["invalid"])
         )
@@ -208,6 +249,8 @@ class Bench:
             self._record(lambda: run.python(names.HEALTH, health, probes["health"]))
             self._record(lambda: run.python(names.VALIDATE_VALID, valid, probes["valid"]))
         self._record(lambda: run.python(names.REFRESH, refresh, probes["refresh"]))
+        if self.opts.flood_concurrency:
+            self._record(lambda: self._refresh_with_flood(run, refresh, probes["refresh"]))
         # Right before Login: on a noisy machine, adjacent measurements compare best.
         self._phase("argon2 baseline", self._argon2)
         self._record(lambda: run.python(names.LOGIN, login, probes["login"]))
@@ -300,41 +343,77 @@ class Bench:
         accounts: tuple[Account, ...],
     ) -> LoadResult:
         n = self.opts.login_concurrency
-        started = threading.Event()
-        done: list[LoadResult] = []
-        failed: list[Exception] = []
-
-        def drive_logins() -> None:
-            try:
-                done.append(
-                    run.python(
-                        "Login (background)",
-                        WorkloadSpec("login", accounts=accounts),
-                        [],
-                        processes=1,
-                        concurrency=n,
-                        started=started,
-                        duration=run.duration + run.warmup + 5,
-                    )
-                )
-            except Exception as exc:
-                failed.append(exc)
-                started.set()
-
         self.say(f"{names.VALIDATE_WITH_LOGINS}: starting {n} Logins in flight ...")
-        thread = threading.Thread(target=drive_logins, daemon=True)
-        thread.start()
-        started.wait(timeout=300)
-        if failed:
-            raise RuntimeError(f"background logins failed: {failed[0]!r}")
-        result = run.constant(names.VALIDATE_WITH_LOGINS, h2, spec, probes)
-        thread.join()
-        if failed or not done:
-            raise RuntimeError(f"background logins failed: {failed[:1]!r}")
-        result.notes.append(f"{n} Logins in flight meanwhile: {summary(done[0])}")
-        result.errors += done[0].errors
-        result.wrong += done[0].wrong
-        self.say(f"  background Logins {summary(done[0])}")
+        logins = _Background("Logins in flight", run, WorkloadSpec("login", accounts=accounts), n)
+        return self._with_background(
+            lambda: run.constant(names.VALIDATE_WITH_LOGINS, h2, spec, probes), [logins]
+        )
+
+    def _flood(self, run: Runner) -> _Background:
+        """Bad logins at made-up names from one source, 127.0.0.3 (through a relay)."""
+        relay = self._relay("127.0.0.3")
+        spec = WorkloadSpec("flood", expect_codes=("UNAUTHENTICATED", "RESOURCE_EXHAUSTED"))
+        flood_run = run.aimed_at(relay.target)
+        return _Background(
+            "bad Logins in flight from 127.0.0.3", flood_run, spec, self.opts.flood_concurrency
+        )
+
+    def _relay(self, source_ip: str) -> SourceRelay:
+        if source_ip not in self._relays:
+            port = int(self._target.rpartition(":")[2])
+            self._relays[source_ip] = SourceRelay(port, source_ip)
+        return self._relays[source_ip]
+
+    def _validate_with_flood(
+        self,
+        run: Runner,
+        h2: H2Target,
+        spec: WorkloadSpec,
+        probes: list[Probe],
+        accounts: tuple[Account, ...],
+    ) -> LoadResult:
+        """The "+ 20 Logins" run again, the Logins now from 127.0.0.2, while another
+        source floods the server with bad logins."""
+        n = self.opts.login_concurrency
+        name = names.VALIDATE_WITH_FLOOD
+        self.say(f"{name}: {n} Logins from 127.0.0.2 and a flood from 127.0.0.3 ...")
+        honest_run = run.aimed_at(self._relay("127.0.0.2").target)
+        logins = WorkloadSpec("login", accounts=accounts)
+        honest = _Background("Logins in flight from 127.0.0.2", honest_run, logins, n)
+        return self._with_background(
+            lambda: run.constant(name, h2, spec, probes), [honest, self._flood(run)]
+        )
+
+    def _refresh_with_flood(
+        self, run: Runner, spec: WorkloadSpec, probes: list[Probe]
+    ) -> LoadResult:
+        self.say(f"{names.REFRESH_WITH_FLOOD}: a bad-login flood from 127.0.0.3 ...")
+        return self._with_background(
+            lambda: run.python(names.REFRESH_WITH_FLOOD, spec, probes), [self._flood(run)]
+        )
+
+    def _with_background(
+        self, measure: Callable[[], LoadResult], background: list[_Background]
+    ) -> LoadResult:
+        """Run `measure` while every background load runs (each started and warmed up
+        first); their outcomes become notes, their errors and wrong answers the row's."""
+        threads = [threading.Thread(target=b.drive, daemon=True) for b in background]
+        for b, thread in zip(background, threads, strict=True):
+            thread.start()
+            b.started.wait(timeout=300)
+            if b.failed:
+                raise RuntimeError(f"background {b.label} failed: {b.failed[0]!r}")
+        result = measure()
+        for b, thread in zip(background, threads, strict=True):
+            thread.join()
+            if b.failed or b.result is None:
+                raise RuntimeError(f"background {b.label} failed: {b.failed[:1]!r}")
+            codes = ", ".join(f"{k} {v}" for k, v in sorted(b.result.codes.items()))
+            outcome = f"{summary(b.result)} ({codes})"
+            result.notes.append(f"{b.concurrency} {b.label} meanwhile: {outcome}")
+            result.errors += b.result.errors
+            result.wrong += b.result.wrong
+            self.say(f"  background {b.label}: {outcome}")
         return result
 
     def _profile(
@@ -555,6 +634,7 @@ class Bench:
             "h2load_connections": o.h2_clients,
             "python_generator_processes": o.py_processes,
             "login_concurrency": o.login_concurrency,
+            "flood_concurrency": o.flood_concurrency,
             "scale_workers": o.scale_workers,
             "rss_calls": o.rss_calls,
             "session_logins": o.session_logins,

@@ -59,7 +59,35 @@ def evaluate(res: BenchResults, scale_workers: int) -> list[Target]:
             f"p99 {loaded.p99_ms:.2f} vs {validate.p99_ms:.2f} ms" if loaded and validate else "",
         )
     )
+    flooded = res.find(r.VALIDATE_WITH_FLOOD)
+    flood_ratio = flooded.p99_ms / validate.p99_ms if flooded and validate else None
+    out.append(
+        _ratio_target(
+            "Validate p99 under a login flood",
+            "p99 with 20 Logins + a bad-login flood from one source <= 2x p99 without",
+            flood_ratio,
+            2.0,
+            False,
+            f"p99 {flooded.p99_ms:.2f} vs {validate.p99_ms:.2f} ms; "
+            f"{flooded.p99_ms / loaded.p99_ms:.2f}x the p99 with the Logins alone"
+            if flooded and validate and loaded
+            else "",
+        )
+    )
     refresh = res.find(r.REFRESH)
+    refresh_flooded = res.find(r.REFRESH_WITH_FLOOD)
+    out.append(
+        _ratio_target(
+            "Refresh p99 under a login flood",
+            "p99 with a bad-login flood from one source <= 2x p99 without (same generator)",
+            refresh_flooded.p99_ms / refresh.p99_ms if refresh and refresh_flooded else None,
+            2.0,
+            False,
+            f"p99 {refresh_flooded.p99_ms:.2f} vs {refresh.p99_ms:.2f} ms"
+            if refresh and refresh_flooded
+            else "",
+        )
+    )
     refresh_base = res.health_for(refresh) if refresh else None
     out.append(
         _ratio_target(

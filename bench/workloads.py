@@ -34,12 +34,13 @@ class WorkloadSpec:
     """A picklable workload description.
 
     Attributes:
-        kind: "health", "validate", "refresh", "login", "revoke" or "mixed".
+        kind: "health", "validate", "refresh", "login", "revoke", "mixed" or "flood" (Logins
+            with a wrong password at made-up names).
         token: The access token of "validate".
         expect_valid: What "validate" must answer; expect_reason: the reason when invalid.
-        accounts: Accounts to log in with; slots are spread over them round robin, so that
-            no account has more concurrent logins than the server's failure throttle allows.
+        accounts: Accounts to log in with; slots are spread over them round robin.
         mix: (operation, weight) pairs of "mixed".
+        expect_codes: The gRPC status names that are right answers (OK unless said).
     """
 
     kind: str
@@ -48,6 +49,7 @@ class WorkloadSpec:
     expect_reason: int = 0
     accounts: tuple[Account, ...] = ()
     mix: tuple[tuple[str, int], ...] = ()
+    expect_codes: tuple[str, ...] = ("OK",)
 
 
 class Workload(Protocol):
@@ -222,6 +224,23 @@ class MixedLoad(_Stubs):
         return op, _issued_ok(reply_login)
 
 
+class FloodLoad(_Stubs):
+    """Bad logins: a wrong password at a made-up name each time (a password sprayer). The
+    right answers are UNAUTHENTICATED (checked) and RESOURCE_EXHAUSTED (throttled or shed);
+    an OK is a wrong answer."""
+
+    def __init__(self, channel: grpc.aio.Channel, spec: WorkloadSpec, slot_base: int) -> None:
+        super().__init__(channel, spec, slot_base)
+        self._sent = 0
+
+    async def call(self, slot: int) -> tuple[str, bool]:
+        self._sent += 1
+        name = f"sprayed-{self._slot_base + slot}-{self._sent}"
+        request = auth_pb2.LoginRequest(username=name, password="not-the-password")
+        await self.auth.Login(request, timeout=CALL_TIMEOUT)
+        return "Login", False
+
+
 _KINDS: dict[str, type[_Stubs]] = {
     "health": HealthLoad,
     "validate": ValidateLoad,
@@ -229,6 +248,7 @@ _KINDS: dict[str, type[_Stubs]] = {
     "refresh": RefreshLoad,
     "revoke": RevokeLoad,
     "mixed": MixedLoad,
+    "flood": FloodLoad,
 }
 
 
