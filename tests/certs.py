@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import ipaddress
+from collections.abc import Sequence
 from pathlib import Path
 
 from cryptography import x509
@@ -41,6 +42,13 @@ def _write(
 
 def make_pki(directory: Path) -> tuple[Pem, Pem, Pem]:
     """A CA, a server certificate for 127.0.0.1/localhost and a client certificate."""
+    ca, server, clients = make_pki_with_clients(directory, ("orders-svc",))
+    return ca, server, clients[0]
+
+
+def make_pki_with_clients(directory: Path, names: Sequence[str]) -> tuple[Pem, Pem, list[Pem]]:
+    """A CA, a server certificate for 127.0.0.1/localhost and a client certificate (its
+    common name the identity) for each of `names`."""
     now = datetime.datetime.now(datetime.timezone.utc)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = (
@@ -78,9 +86,9 @@ def make_pki(directory: Path) -> tuple[Pem, Pem, Pem]:
         ExtendedKeyUsageOID.SERVER_AUTH,
         [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")],
     )
-    client = leaf("orders-svc", ExtendedKeyUsageOID.CLIENT_AUTH, [])
+    clients = [leaf(name, ExtendedKeyUsageOID.CLIENT_AUTH, []) for name in names]
     return (
         _write(directory, "ca", ca, ca_key),
         _write(directory, "server", *server),
-        _write(directory, "client", *client),
+        [_write(directory, f"client{i}", *client) for i, client in enumerate(clients)],
     )

@@ -10,17 +10,19 @@ from typing import Any
 import grpc
 import pytest
 from authsvc_api.v1 import auth_pb2
+from google.protobuf import message_factory
 from grpc_health.v1 import health_pb2
 
 from authsvc.rpc_decoding import MALFORMED_MESSAGE
 from tests.harness import Harness
+from tests.test_properties import METHODS as API_METHODS
 from tests.test_validate import forge
 
 PASSWORD = "correct horse battery staple"
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 REQUEST_TYPES: dict[str, Any] = {
-    f"/authsvc.v1.AuthService/{m.name}": getattr(auth_pb2, m.input_type.name)
-    for m in auth_pb2.DESCRIPTOR.services_by_name["AuthService"].methods
+    f"/{service}/{method.name}": message_factory.GetMessageClass(method.input_type)
+    for service, method in API_METHODS  # every unary RPC of every API service
 }
 REQUEST_TYPES[HEALTH_CHECK] = health_pb2.HealthCheckRequest
 NOT_PROTOBUF = [

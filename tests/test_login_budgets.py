@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import grpc
 import pytest
@@ -17,7 +18,9 @@ from authsvc_api.v1 import auth_pb2, auth_pb2_grpc
 from authsvc import events
 from authsvc.login_guard import ATTEMPT_LEASE_SECONDS
 from authsvc.store import Admission, NameThrottle
+from tests.certs import make_pki_with_clients
 from tests.harness import Harness, HarnessFactory
+from tests.test_tls import tls_channel
 
 PASSWORD = "correct horse battery staple"
 OK = grpc.StatusCode.OK
@@ -116,6 +119,30 @@ def test_right_passwords_give_their_place_back_but_never_refill_the_budget(
     assert attempt(h.stub, "alice", PASSWORD)[0] == OK  # does not reset the source's count
     assert attempt(h.stub, "x3", "guess")[0] == DENIED
     assert attempt(h.stub, "x4", "guess")[0] == LIMITED
+
+
+def test_an_mtls_source_is_its_identity_not_its_address(
+    authsvc_server_factory: HarnessFactory, tmp_path: Path
+) -> None:
+    ca, server, (sprayer, honest) = make_pki_with_clients(tmp_path, ("sprayer", "honest-svc"))
+    h = authsvc_server_factory(
+        tls_cert_file=str(server.cert),
+        tls_key_file=str(server.key),
+        tls_client_ca_file=str(ca.cert),
+        login_source_max_failures=3,
+    )
+    h.create_user("alice", PASSWORD)
+    with tls_channel(h.target, ca, sprayer) as a, tls_channel(h.target, ca, honest) as b:
+        spraying, other = auth_pb2_grpc.AuthServiceStub(a), auth_pb2_grpc.AuthServiceStub(b)
+        assert [attempt(spraying, f"n{i}", "guess")[0] for i in range(4)] == [DENIED] * 3 + [
+            LIMITED
+        ]
+        # The same address (127.0.0.1), another certificate: another budget.
+        assert attempt(other, "alice", PASSWORD)[0] == OK
+        assert attempt(other, "n9", "guess")[0] == DENIED
+    assert {(e.source, e.scope) for e in throttles(h)} == {
+        ("mtls:sprayer", events.ThrottleScope.SOURCE)
+    }
 
 
 # -- global ------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 INTERNAL, and the server stays healthy.
 
 Requests are drawn from the message descriptors themselves, so every field of every RPC
-of every service in the API's proto file is covered (a new RPC or field is fuzzed without
+of every service in the API's proto files is covered (a new RPC or field is fuzzed without
 touching this file), mixed with strings that reach deep paths: real names, well-formed
 refresh tokens, and access tokens signed with the server's own key holding arbitrary
 claims. Example counts are modest so `make test` stays fast."""
@@ -10,10 +10,13 @@ claims. Example counts are modest so `make test` stays fast."""
 from __future__ import annotations
 
 import base64
+import importlib
 import json
+import pkgutil
 from collections.abc import Iterator
 from typing import Any
 
+import authsvc_api.v1 as api
 import grpc
 import pytest
 from authsvc_api.v1 import auth_pb2
@@ -35,9 +38,19 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 FD = pb_descriptor.FieldDescriptor
+
+
+def _api_services() -> Iterator[Any]:
+    """Every service of every proto file of the API package (a new file is fuzzed too)."""
+    for info in pkgutil.iter_modules(api.__path__):
+        if info.name.endswith("_pb2"):
+            module = importlib.import_module(f"{api.__name__}.{info.name}")
+            yield from module.DESCRIPTOR.services_by_name.values()
+
+
 METHODS = [
     (service.full_name, method)
-    for service in auth_pb2.DESCRIPTOR.services_by_name.values()
+    for service in _api_services()
     for method in service.methods
     if not method.client_streaming and not method.server_streaming
 ]
