@@ -76,6 +76,12 @@ class Metrics:
         self.logins = Counter(
             "authsvc_logins", "Login attempts by outcome.", ("outcome",), registry=r
         )
+        self.login_throttles = Counter(
+            "authsvc_login_throttles",
+            "Logins refused after failed logins, by whose failures: account, source, global.",
+            ("scope",),
+            registry=r,
+        )
         self.refreshes = Counter(
             "authsvc_refreshes", "Refresh calls by outcome.", ("outcome",), registry=r
         )
@@ -140,8 +146,9 @@ class Metrics:
         )
         # Every label value exists from the start, so rate() and alerts see zeros, not gaps;
         # the children are kept so the hot path does no label lookup.
-        outcomes = ("ok", "throttled", *(f.value for f in events.LoginFailure))
+        outcomes = ("ok", "throttled", "shed", *(f.value for f in events.LoginFailure))
         self._logins = {o: self.logins.labels(o) for o in outcomes}
+        self._throttles = {s: self.login_throttles.labels(s.value) for s in events.ThrottleScope}
         self._refreshes = {o: self.refreshes.labels(o.value) for o in events.RefreshOutcome}
         self._validations: dict[Invalid | None, Any] = {None: self.validations.labels("valid")}
         self._validations.update({r: self.validations.labels(r.value) for r in Invalid})
@@ -152,7 +159,8 @@ class Metrics:
         self._handlers: dict[type[events.Event], Callable[[Any], None]] = {
             events.LoginSucceeded: lambda e: self._logins["ok"].inc(),
             events.LoginFailed: lambda e: self._logins[e.reason.value].inc(),
-            events.LoginThrottled: lambda e: self._logins["throttled"].inc(),
+            events.LoginThrottled: self._throttled,
+            events.LoginShed: lambda e: self._logins["shed"].inc(),
             events.Refreshed: lambda e: self._refreshes[e.outcome].inc(),
             events.Revoked: lambda e: self.revocations.labels(e.what).inc(),
             events.AccountChanged: lambda e: self.account_changes.labels(e.action).inc(),
@@ -160,6 +168,10 @@ class Metrics:
         }
         self._redis_was_down = False
         self.interceptor = ServerMetricsInterceptor(self)
+
+    def _throttled(self, event: events.LoginThrottled) -> None:
+        self._logins["throttled"].inc()
+        self._throttles[event.scope].inc()
 
     # -- EventSink --------------------------------------------------------------------
 

@@ -35,7 +35,8 @@ LOCAL = "127.0.0.1"
 SCHEMA = {
     "login_succeeded": ["account", "source", "session"],
     "login_failed": ["account", "source", "reason"],
-    "login_throttled": ["account", "source", "retry_after_seconds"],
+    "login_throttled": ["account", "source", "retry_after_seconds", "scope"],
+    "login_shed": ["account", "source", "reason"],
     "refresh_rotated": ["account", "source", "session"],
     "revoked": ["account", "source", "session", "what", "by"],
     "revoke_refused": ["account", "source", "session", "what", "reason"],
@@ -49,6 +50,7 @@ def test_every_event_has_its_stable_name_and_fields() -> None:
         events.LoginSucceeded("a", "s", "sid"),
         events.LoginFailed("a", "s", events.LoginFailure.BAD_CREDENTIALS),
         events.LoginThrottled("a", "s", 2),
+        events.LoginShed("a", "s", events.ShedReason.QUEUE_FULL),
         events.Refreshed("a", "s", "sid", events.RefreshOutcome.ROTATED),
         events.Revoked("a", "s", "sid", "token", "s"),
         events.RevokeRefused("a", "s", "sid", "user", events.RevokeRefusal.NOT_ADMINISTRATOR),
@@ -175,7 +177,7 @@ def test_a_scripted_attack_is_traced_and_no_secret_is_written(tmp_path: Path) ->
         failed("alice"),
         failed("alice"),
         # The fourth guess never reached a password check.
-        {"event": "login_throttled", "account": "alice", "source": LOCAL},
+        {"event": "login_throttled", "account": "alice", "source": LOCAL, "scope": "account"},
         session_event("login_succeeded", "bob", s1),
         session_event("refresh_rotated", "bob", s1),
         session_event("refresh_reuse_detected", "bob", s1),

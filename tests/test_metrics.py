@@ -22,6 +22,7 @@ from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
+from authsvc import events
 from authsvc.metrics import Metrics
 from authsvc.passwords import PasswordHasher
 from authsvc.redis_process import RedisProcess, free_port
@@ -245,6 +246,22 @@ def test_redis_errors_and_the_reconnect_are_counted(authsvc_server_factory: Harn
     m = wait_for(port, lambda s: s.get(("authsvc_redis_up", ())) == 1)
     assert value(m, "authsvc_redis_reconnects_total") == 1
     assert h.stub.Validate(request, timeout=10).valid
+
+
+def test_login_throttles_by_scope_and_sheds_are_counted() -> None:
+    metrics = Metrics()
+    metrics.emit(events.LoginThrottled("a", "10.0.0.1", 30, events.ThrottleScope.SOURCE))
+    metrics.emit(events.LoginThrottled("a", "10.0.0.1", 1))
+    metrics.emit(events.LoginShed("b", "10.0.0.2", events.ShedReason.QUEUE_FULL))
+
+    def sample(name: str, **labels: str) -> float:
+        return metrics.registry.get_sample_value(name, labels) or 0.0
+
+    assert sample("authsvc_logins_total", outcome="throttled") == 2
+    assert sample("authsvc_logins_total", outcome="shed") == 1
+    throttles = {s.value: sample("authsvc_login_throttles_total", scope=s.value)
+                 for s in events.ThrottleScope}  # fmt: skip
+    assert throttles == {"account": 1, "source": 1, "global": 0}
 
 
 def test_hash_queue_depth_and_wait() -> None:
