@@ -57,6 +57,7 @@ _FIRST_PAUSE = 0.02
 _LONGEST_PAUSE = 0.5
 _THROTTLES_REMEMBERED = 10_000
 _BUSY_RETRY_AFTER = 1.0
+_TURNS_PER_THREAD = 2
 
 
 class Attempt:
@@ -123,7 +124,10 @@ class LoginGuard:
         self._store = store
         self._clock = clock
         self._events = sink
-        self.queue = FairQueue(settings.login_queue_size, settings.hash_threads)
+        # Two turns per hashing thread: one check hashing, the next already handed over, so
+        # a thread never idles waiting for a busy event loop to start the next check (the
+        # price: a newcomer's check may wait for one more check than the threads run).
+        self.queue = FairQueue(settings.login_queue_size, _TURNS_PER_THREAD * settings.hash_threads)
         self._throttle = NameThrottle(
             settings.login_max_failures,
             int(settings.login_throttle_base_seconds * 1000),
