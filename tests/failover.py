@@ -184,7 +184,8 @@ def revoke_kill_promote(
             assert isinstance(login, auth_pb2.LoginResponse)
             for h in instances:  # both views now hold it
                 assert validate_settles(h, login.access_token), f"round {round_}"
-            a.revoke(login.access_token, scopes[round_ % 3])
+            scope = scopes[round_ % 3]  # an access token alone ends only itself
+            a.revoke(login.access_token if round_ % 3 == 0 else login.refresh_token, scope)
             victim = kill()  # at once: only the replicas have the revocation now
             wait_promoted(victim)
             for h in instances:
