@@ -235,7 +235,12 @@ def test_redis_errors_and_the_reconnect_are_counted(authsvc_server_factory: Harn
     h.stop_redis()
     for _ in range(3):
         expect(grpc.StatusCode.UNAVAILABLE, lambda: h.stub.Validate(request, timeout=10))
-    m = wait_for(port, lambda s: s.get(("authsvc_redis_up", ())) == 0)
+    # The server counts a call as handled just after its answer left: wait for the last one.
+    m = wait_for(
+        port,
+        lambda s: s.get(("authsvc_redis_up", ())) == 0
+        and handled(s, "Validate", "UNAVAILABLE") >= 3,
+    )
     errors = value(
         m, "authsvc_redis_errors_total", operation="is_access_token_live", error="connection"
     )
