@@ -39,8 +39,7 @@ proto-check: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-# enabled after the tree-wide format (the lead runs `ruff format` once, then uncomments this):
-#	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff format --check .
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy authsvc clients/authsvc_client tests bench examples

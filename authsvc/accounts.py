@@ -123,9 +123,7 @@ class AccountAdmin:
         await self._store.create_account(name, AccountKind.USER, pwhash, allowed, self._clock())
         self._changed(name, "user_created", by)
 
-    async def add_client(
-        self, name: str, scopes: Sequence[str], by: Actor = LOCAL_OPERATOR
-    ) -> str:
+    async def add_client(self, name: str, scopes: Sequence[str], by: Actor = LOCAL_OPERATOR) -> str:
         """Create a service account; returns its generated secret (the only copy)."""
         name, allowed = validate_name(name), validate_scopes(scopes)
         secret = secrets.token_urlsafe(CLIENT_SECRET_BYTES)

@@ -146,9 +146,7 @@ def _csv(raw: str) -> tuple[str, ...]:
 _TEXT = Parser(_nonempty, "a non-empty string")
 _LISTEN = Parser(_listen, "HOST:PORT, e.g. 127.0.0.1:50051")
 _OPTIONAL_LISTEN = Parser(lambda raw: _listen(raw) if raw else "", "HOST:PORT, or empty")
-_REDIS_URL = Parser(
-    _redis_url, f"one of {REDIS_URL_FORMS} (Cluster, Sentinel), or empty"
-)
+_REDIS_URL = Parser(_redis_url, f"one of {REDIS_URL_FORMS} (Cluster, Sentinel), or empty")
 _DIRECTORY = Parser(lambda raw: Path(_nonempty(raw)).expanduser(), "a directory path")
 _PATH = Parser(str, "a file path, or empty")
 _READABLE_FILE = Parser(_readable_file, "a readable file, or empty")

@@ -361,9 +361,7 @@ class AuthService:
                 self._view.apply(session_ended_event(name, sid))
             if outcome is RotateOutcome.REUSE:
                 log.warning("refresh token reused; session ended", extra={"event": "reuse"})
-        self._events.emit(
-            events.Refreshed(name, caller.source, sid, _REFRESH_OUTCOMES[outcome])
-        )
+        self._events.emit(events.Refreshed(name, caller.source, sid, _REFRESH_OUTCOMES[outcome]))
         if outcome not in (RotateOutcome.ROTATED, RotateOutcome.GRACE):
             raise InvalidRefreshToken()
         now = int(self._clock())
@@ -593,9 +591,7 @@ class AuthService:
                 raise
             raise NotAuthorized(_NEEDS_ADMIN) from None
 
-    def _revoked(
-        self, account: str, sid: str, what: RevokeWhat, caller: Caller, by: str
-    ) -> None:
+    def _revoked(self, account: str, sid: str, what: RevokeWhat, caller: Caller, by: str) -> None:
         self._events.emit(events.Revoked(account, caller.source, sid, what.value, by=by))
 
     def _apply(self, event: str) -> None:

@@ -238,8 +238,9 @@ def test_redis_errors_and_the_reconnect_are_counted(authsvc_server_factory: Harn
     # The server counts a call as handled just after its answer left: wait for the last one.
     m = wait_for(
         port,
-        lambda s: s.get(("authsvc_redis_up", ())) == 0
-        and handled(s, "Validate", "UNAVAILABLE") >= 3,
+        lambda s: (
+            s.get(("authsvc_redis_up", ())) == 0 and handled(s, "Validate", "UNAVAILABLE") >= 3
+        ),
     )
     errors = value(
         m, "authsvc_redis_errors_total", operation="is_access_token_live", error="connection"

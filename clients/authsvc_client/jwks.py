@@ -162,9 +162,7 @@ class KeySource:
 class AsyncKeySource:
     """Keys for asyncio servers: `fetch` is e.g. `AsyncAuthsvcClient(channel).get_jwks`."""
 
-    def __init__(
-        self, fetch: Callable[[], Awaitable[str]], cache: KeyCache | None = None
-    ) -> None:
+    def __init__(self, fetch: Callable[[], Awaitable[str]], cache: KeyCache | None = None) -> None:
         self._fetch = fetch
         self.cache = cache or KeyCache()
         self._lock = asyncio.Lock()

@@ -94,9 +94,9 @@ class AccessTokenVerifier:
         # same token on many calls: its signature is checked once, its times every call.
         # An entry counts only for the very key object it was checked with, so a refetched
         # key set (rotation, a key withdrawn) verifies afresh.
-        self._verified: LruCache[
-            tuple[str, str], tuple[PyJWK, Mapping[str, Any], AccessClaims]
-        ] = LruCache(_VERIFIED_CACHE_SIZE)
+        self._verified: LruCache[tuple[str, str], tuple[PyJWK, Mapping[str, Any], AccessClaims]] = (
+            LruCache(_VERIFIED_CACHE_SIZE)
+        )
 
     def kid(self, token: str) -> str:
         """The key id the token names, after checking its header.
