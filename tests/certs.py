@@ -7,6 +7,7 @@ import datetime
 import ipaddress
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -92,3 +93,13 @@ def make_pki_with_clients(directory: Path, names: Sequence[str]) -> tuple[Pem, P
         _write(directory, "server", *server),
         [_write(directory, f"client{i}", *client) for i, client in enumerate(clients)],
     )
+
+
+def mtls_settings(ca: Pem, server: Pem) -> dict[str, Any]:
+    """Settings overrides that serve TLS with `server` and require client certificates
+    from `ca` (mTLS)."""
+    return {
+        "tls_cert_file": str(server.cert),
+        "tls_key_file": str(server.key),
+        "tls_client_ca_file": str(ca.cert),
+    }

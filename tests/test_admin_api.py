@@ -19,7 +19,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 from authsvc import events
 from authsvc.keys import generate_private_key, private_key_pem
 from authsvc.store import AccountKind
-from tests.certs import make_pki
+from tests.certs import make_pki, mtls_settings
 from tests.harness import Harness, HarnessFactory
 from tests.test_tls import tls_channel
 
@@ -132,9 +132,7 @@ def test_an_allow_listed_client_certificate_is_an_administrator(
 ) -> None:
     ca, server, client = make_pki(tmp_path)
     h = authsvc_server_factory(
-        tls_cert_file=str(server.cert),
-        tls_key_file=str(server.key),
-        tls_client_ca_file=str(ca.cert),
+        **mtls_settings(ca, server),
         admin_identities=("orders-svc",),
     )
     with tls_channel(h.target, ca, client) as channel:

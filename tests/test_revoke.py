@@ -12,7 +12,7 @@ import pytest
 from authsvc_api.v1 import auth_pb2, auth_pb2_grpc
 
 from authsvc import events
-from tests.certs import make_pki
+from tests.certs import make_pki, mtls_settings
 from tests.harness import Harness, HarnessFactory
 
 PASSWORD = "correct horse battery staple"
@@ -277,9 +277,7 @@ def test_an_allow_listed_client_certificate_ends_sessions(
 ) -> None:
     ca, server, client = make_pki(tmp_path)
     h = authsvc_server_factory(
-        tls_cert_file=str(server.cert),
-        tls_key_file=str(server.key),
-        tls_client_ca_file=str(ca.cert),
+        **mtls_settings(ca, server),
         admin_identities=("orders-svc",),
     )
     h.create_user("alice", PASSWORD)

@@ -13,7 +13,7 @@ from authsvc_api.v1 import auth_pb2, auth_pb2_grpc
 from authsvc import events
 from authsvc.config import load_settings
 from authsvc.errors import ConfigError
-from tests.certs import Pem, make_pki
+from tests.certs import Pem, make_pki, mtls_settings
 from tests.harness import AUTHSVC_BIN, HarnessFactory, env_without_authsvc_settings
 
 PASSWORD = "correct horse battery staple"
@@ -54,11 +54,7 @@ def test_mtls_requires_a_client_certificate_from_the_ca(
     authsvc_server_factory: HarnessFactory, tmp_path: Path
 ) -> None:
     ca, server, client = make_pki(tmp_path)
-    h = authsvc_server_factory(
-        tls_cert_file=str(server.cert),
-        tls_key_file=str(server.key),
-        tls_client_ca_file=str(ca.cert),
-    )
+    h = authsvc_server_factory(**mtls_settings(ca, server))
     with tls_channel(h.target, ca, client) as channel:
         assert jwks_code(channel) == grpc.StatusCode.OK
     with tls_channel(h.target, ca) as channel:  # no client certificate
@@ -71,11 +67,7 @@ def test_mtls_requires_a_client_certificate_from_the_ca(
 
 def test_cli_connects_with_mtls(authsvc_server_factory: HarnessFactory, tmp_path: Path) -> None:
     ca, server, client = make_pki(tmp_path)
-    h = authsvc_server_factory(
-        tls_cert_file=str(server.cert),
-        tls_key_file=str(server.key),
-        tls_client_ca_file=str(ca.cert),
-    )
+    h = authsvc_server_factory(**mtls_settings(ca, server))
     h.create_user("alice", PASSWORD)
     env = env_without_authsvc_settings()
     args = ["--target", h.target, "--ca", str(ca.cert), "--cert", str(client.cert),
@@ -101,11 +93,7 @@ def test_an_mtls_caller_is_known_by_its_certificate_not_its_address(
     authsvc_server_factory: HarnessFactory, tmp_path: Path
 ) -> None:
     ca, server, client = make_pki(tmp_path)
-    h = authsvc_server_factory(
-        tls_cert_file=str(server.cert),
-        tls_key_file=str(server.key),
-        tls_client_ca_file=str(ca.cert),
-    )
+    h = authsvc_server_factory(**mtls_settings(ca, server))
     h.create_user("alice", PASSWORD)
     with tls_channel(h.target, ca, client) as channel:
         stub = auth_pb2_grpc.AuthServiceStub(channel)
